@@ -1,0 +1,17 @@
+"The package is exported from the notebooks, and the notebooks are clean: nbdev-clean/nbdev-export change nothing."
+import shutil, subprocess
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def _status():
+    return subprocess.run(['git', 'status', '--porcelain', '--', 'nbs', 'qlora_nb', 'README.md'], cwd=ROOT,
+                          capture_output=True, text=True).stdout
+
+@pytest.mark.skipif(shutil.which('git') is None or not (ROOT/'.git').exists(), reason='needs a git checkout')
+def test_clean_and_exported():
+    before = _status()
+    for cmd in (['nbdev-clean'], ['nbdev-export'], ['python', 'scripts/make_readme.py']):
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    assert _status() == before, f'nbdev-clean / nbdev-export / make_readme changed files:\n{_status()}'
