@@ -279,6 +279,9 @@ def prepare_for_nbconvert(nb:dict) -> tuple[dict, dict]:
             outs = []
             for o in c.get('outputs', []):
                 d = o.get('data', {})
+                for k, v in d.items():  # multi-line strings may be stored as lists of lines; nbconvert wants str
+                    if isinstance(v, list) and not k.endswith('json'): d[k] = ''.join(v)
+                if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
                 if 'text/markdown' in d: d['text/markdown'] = _clean_md(_src(d['text/markdown']))
                 if 'application/vnd.jupyter.widget-view+json' in d and len(d) > 1: d.pop('application/vnd.jupyter.widget-view+json')
                 outs.append(o)
