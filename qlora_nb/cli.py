@@ -59,7 +59,7 @@ def train(recipe:str=None, # recipe ini file (default: the project's settings.in
     print(f"run written to {run}: {s['steps']} steps in {s['train_seconds']:.0f}s, loss {s['first_loss']:.3f} -> {s['final_loss']:.3f}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #a520f637
+# %% ../nbs/90_cli.ipynb #7497cfca
 @command
 def check_data(data:str=None, # dataset file/dir/hub id or `toy:<task>` (default: the recipe's data.path)
                recipe:str=None, # recipe ini file (default: the project's settings.ini)
@@ -82,12 +82,18 @@ def estimate(model:str='7b', # size (3b, 7b, 13b, 70b), architecture name, or a 
              r:int=16, # LoRA rank
              optimizer:str='paged_adamw_8bit', # optimizer name
              no_gradient_checkpointing:bool=False, # estimate without checkpointing
+             checkpoint_layers:int=-1, # checkpoint only the first N decoder layers; -1 = all
+             lora_dropout:float=0.05, # LoRA dropout (0 saves the dropout copies)
+             liger:bool=False, # Liger kernels
+             no_upcast:bool=False, # skip peft's float32 upcast (training.upcast_norms = false)
+             offload:bool=False, # trl's activation offloading
              free_gb:float=None, # GPU memory to fit in; prints advice when given
             ) -> int:
     "Estimate peak GPU memory for a fine-tune, term by term (and what to change when it does not fit)"
     from qlora_nb.memory import estimate_main
     return estimate_main(model=model, method=method, batch=batch, seq_len=seq_len, r=r, optimizer=optimizer,
-                         no_gradient_checkpointing=no_gradient_checkpointing, free_gb=free_gb)
+                         no_gradient_checkpointing=no_gradient_checkpointing, checkpoint_layers=checkpoint_layers,
+                         lora_dropout=lora_dropout, liger=liger, no_upcast=no_upcast, offload=offload, free_gb=free_gb)
 
 # %% ../nbs/90_cli.ipynb #c088df48
 @command

@@ -197,9 +197,10 @@ def ddp_check(n_procs:int=2, # processes (ranks)
                 moved=maxdiff(final[0], init[0]), first_loss=[s['first_loss'] for s in summ],
                 final_loss=[s['final_loss'] for s in summ], out=str(out))
 
-# %% ../nbs/55_distributed.ipynb #435ac3db
+# %% ../nbs/55_distributed.ipynb #d75f40eb
 SHARDED = ('weights: 4-bit packed', 'weights: quantization constants', 'weights: 16-bit', 'adapters (fp32)',
-           'gradients (fp32)', 'gradients (bf16)', 'master weights (fp32)', 'optimizer states') # split n ways by FSDP
+           'adapters (bf16)', 'adapter gradients (last layer, at the peak)', 'gradients (bf16)', 'master weights (fp32)',
+           'optimizer states') # split n ways by FSDP
 
 def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.json path/dir, dict or transformers config
                   n_gpus:int=2, # GPUs the model is sharded over
@@ -210,11 +211,11 @@ def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.j
     from qlora_nb.memory import estimate_memory, MemoryEstimate, resolve_config
     from qlora_nb.quant import _cfg
     if n_gpus < 1: raise QloraError(f"n_gpus = {n_gpus}; FSDP needs at least 1 GPU.")
-    est = estimate_memory(model_config, **kw)
+    est = estimate_memory(model_config, **{'upcast_norms': False, **kw})  # FSDP prepares the model without the fp32 upcast
     t = {k: (0.0 if offload else v / n_gpus) if k in SHARDED else v for k, v in est.terms.items()}
     if n_gpus > 1 or offload:
         L = _cfg(resolve_config(model_config), 'num_hidden_layers')
-        per_layer = sum(v for k, v in est.terms.items() if k.startswith('weights') and '(embed' not in k) / L  # one decoder layer
+        per_layer = sum(v for k, v in est.terms.items() if k.startswith('weights') and 'embeddings' not in k) / L  # one decoder layer
         t = {'FSDP gathered layers (transient)': (1 + prefetch) * per_layer, **t}
     return MemoryEstimate(t, est.phase, est.params, dict(est.args, n_gpus=n_gpus, offload=offload))
 

@@ -13,7 +13,7 @@ from packaging.version import Version
 # %% auto #0
 __all__ = ['PACKAGES', 'CHECKS', 'CORE', 'cpu_info', 'gpu_info', 'package_versions', 'bnb_4bit_works', 'EnvReport', 'env_report',
            'Finding', 'Findings', 'register_check', 'doctor', 'check_gpu', 'check_bf16', 'check_bnb',
-           'check_core_packages', 'check_cpu_repack', 'guard_cpu_repack', 'env_main']
+           'check_core_packages', 'check_cpu_repack', 'check_memory_fit', 'guard_cpu_repack', 'env_main']
 
 # %% ../nbs/00_env.ipynb #36edf1c5
 def cpu_info(path:str|os.PathLike='/proc/cpuinfo', # Linux cpuinfo file (missing on macOS/Windows: falls back to `platform`)
@@ -159,12 +159,14 @@ def register_check(fn):
     CHECKS.append(fn)
     return fn
 
-# %% ../nbs/00_env.ipynb #321cde33
+# %% ../nbs/00_env.ipynb #bcf38087
 def doctor(report:dict|None=None, # an `env_report()` (or a dict with its keys); None = take one now
            checks:list|None=None, # check functions to run; None = `CHECKS`
+           recipe=None, # the run to size against this GPU (a `Recipe` or ini path); None = the project's settings.ini
           ) -> Findings:
     "Run `checks` over `report`; returns the `Findings`, errors first."
     report = env_report() if report is None else report
+    if recipe is not None: report = {**report, 'recipe': recipe}
     out = []
     for chk in (CHECKS if checks is None else checks):
         res = chk(report)
@@ -230,6 +232,39 @@ def check_cpu_repack(report):
                        'forward on CPU; afterwards dequantize/merge/gradients read garbage.',
                        "qlora_nb's loader already sets support_avx512bf16_for_cpu=False on every Linear4bit; if you use "
                        'bitsandbytes directly, call qlora_nb.env.guard_cpu_repack(model) after loading.')
+
+# %% ../nbs/00_env.ipynb #60984b92
+@register_check
+def check_memory_fit(report):
+    "error when the recipe's estimated peak exceeds the free GPU memory (with remedies); warn when under 20% would be spare."
+    free = report.get('vram_free_gb')
+    if not report.get('gpu') or not free: return None
+    from qlora_nb.recipe import QloraError, find_recipe, load_recipe
+    from qlora_nb.memory import estimate_recipe, recipe_model_config, fits, advise
+    if report.get('recipe') is None and find_recipe() is None: return None   # no run configured here: nothing to size
+    r = load_recipe(report.get('recipe'))
+    cfg = recipe_model_config(r)
+    if cfg is None: return None
+    run = f"{r.model.name_or_path} at batch {r.training.batch_size} × {r.data.max_length}"
+    try:
+        if r.training.auto_fit:   # the run will shrink itself (fewer layers kept, smaller micro-batch) to what fits
+            from qlora_nb.fast import auto_fit
+            auto_fit(r, cfg, free)
+            return None
+        e = estimate_recipe(r, cfg)
+    except QloraError as err:   # a config the estimator cannot read, or auto_fit finding nothing that fits
+        if not r.training.auto_fit: return None
+        return Finding('error', f"The recipe's run ({run}) does not fit in {free} GB even with auto_fit.", str(err))
+    if not fits(e, free):
+        tips = advise(e, free)
+        ok = tips[tips.fits] if 'fits' in tips and tips.fits.any() else tips.head(3)
+        return Finding('error', f"The recipe's run ({run}) needs ~{e.total_gb:.1f} GB; {report['gpu']} has {free} GB free.",
+                       'Change one of: ' + '; '.join(f"{a} (→ {g:.1f} GB)" for a, g in zip(ok.advice, ok.new_total_gb)) +
+                       '. `qlora-nb estimate` shows the breakdown.')
+    if e.total_gb > 0.8 * free:
+        return Finding('warn', f"The recipe's run ({run}) needs ~{e.total_gb:.1f} GB of the {free} GB free: little room for "
+                       'longer sequences or other processes.', 'Consider training.activation_offloading = true or a smaller batch '
+                       '(with more gradient accumulation); `qlora-nb estimate` shows the breakdown.')
 
 # %% ../nbs/00_env.ipynb #35181bba
 def guard_cpu_repack(model, # any `torch.nn.Module` (a loaded 4-bit model, a peft model)

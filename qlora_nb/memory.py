@@ -13,9 +13,11 @@ from .recipe import QloraError
 from .quant import ARCHS, SIZES, bits_per_param, linear_shapes, param_groups, _cfg
 
 # %% auto #0
-__all__ = ['OPTIMIZER_BYTES', 'SEVEN', 'LOSS_IMPLS', 'BWD_TEMPS', 'METHODS', 'H200_MEASURED', 'H200_FOOTPRINT_GB',
-           'TUTORIAL_CLAIMS', 'resolve_config', 'lora_params', 'layer_activation_bytes', 'loss_bytes_per_token',
-           'MemoryEstimate', 'estimate_memory', 'plot_memory', 'hardware_table', 'fits', 'advise', 'estimate_main']
+__all__ = ['OPTIMIZER_BYTES', 'SEVEN', 'LOSS_IMPLS', 'BWD_TEMPS', 'BWD_TEMPS_UPCAST', 'UPCAST_ACT_BYTES', 'OFFLOAD_IN_FLIGHT',
+           'TORCH_OPTIMIZERS', 'METHODS', 'H200_FOOTPRINT_GB', 'TUTORIAL_CLAIMS', 'resolve_config', 'lora_params',
+           'layer_activation_bytes', 'loss_bytes_per_token', 'MemoryEstimate', 'estimate_memory', 'bench_estimate',
+           'measured_vs_estimate', 'plot_memory', 'hardware_table', 'fits', 'advise', 'recipe_estimate_kwargs',
+           'recipe_model_config', 'estimate_recipe', 'estimate_main']
 
 # %% ../nbs/80_memory.ipynb #7559bc60
 def resolve_config(model_config, # size name ('7b'), architecture name, config.json path/dir, dict or transformers config
@@ -52,27 +54,30 @@ def lora_params(config, # architecture config
     if bad: raise QloraError(f"Unknown LoRA target(s) {bad}; estimate_memory knows {', '.join(SEVEN)}.")
     return _cfg(config, 'num_hidden_layers') * sum(r*(shapes[t][0]+shapes[t][1]) for t in targets)
 
-# %% ../nbs/80_memory.ipynb #0aa76b8a
+# %% ../nbs/80_memory.ipynb #1e380f46
 def layer_activation_bytes(config, # architecture config
                            targets=SEVEN, # LoRA targets (empty for full fine-tuning)
-                           lora_dropout:float=0.05, # 0 = peft uses an identity, saving nothing extra
-                           act_bytes:int=2, # bytes per activation value: 2 for bf16/fp16 compute, 4 for float32
+                           lora_dropout:float=0.05, # 0 = peft uses an identity: the branches keep their (shared) input
+                           act_bytes:float=2, # bytes per activation value: 2 for bf16/fp16, 4 for float32
                            liger:bool=False, # Liger RMSNorm, RoPE and SwiGLU kernels
+                           lora_bytes:float=2, # bytes per value in the adapters' dtype (trl: bf16 for QLoRA)
                           ) -> dict:
     "Bytes saved for backward per token by one decoder layer, by tensor group."
     h, inter, heads = _cfg(config, 'hidden_size'), _cfg(config, 'intermediate_size'), _cfg(config, 'num_attention_heads')
     shapes = linear_shapes(config)
-    kv = shapes['k_proj'][1]
-    a = act_bytes
-    lora = sum((1 + a) * shapes[t][0] for t in targets) if lora_dropout > 0 else 0
+    kv, a, l = shapes['k_proj'][1], act_bytes, lora_bytes
+    if lora_dropout > 0: lora = sum((1 + l) * shapes[t][0] for t in targets)   # a mask + a copy per branch
+    else:
+        # one saved input per distinct tensor: q,k,v read the same normed input, as do gate,up -- unless the
+        # activations are in another dtype than the adapters, when each branch keeps its own cast
+        share = {'k_proj': 'q_proj', 'v_proj': 'q_proj', 'up_proj': 'gate_proj'} if a == l else {}
+        lora = l * sum({share.get(t, t): shapes[t][0] for t in targets}.values())
     return {
         'norms':      2 * (a*h if liger else 4*h),
-        'matmul_in':  2 * a*h,                              # normed input shared by q,k,v and by gate,up
         'lora':       lora,
         'rope':       0 if liger else a*(h + kv),
         'attention':  a*(2*h + 2*kv) + 4*heads,
-        'o_proj_in':  a*h,
-        'mlp':        (2 if liger else 3) * a*inter + a*inter, # gate, up, (silu), product
+        'mlp':        (2 if liger else 3) * a*inter,        # gate, up, (SiLU output)
     }
 
 # %% ../nbs/80_memory.ipynb #95733d5f
@@ -88,10 +93,14 @@ def loss_bytes_per_token(config, # architecture config
     if loss_impl == 'full': return act_bytes*V + 4*V + 4*V + 4*V
     return 4*h + act_bytes*h # float32 grad of the final hidden state + the hidden state itself
 
-# %% ../nbs/80_memory.ipynb #67186110
-BWD_TEMPS = 15 # MLP-width (i) gradient temporaries alive during one layer's backward; fitted to H200 measurements below
+# %% ../nbs/80_memory.ipynb #98078841
+BWD_TEMPS = 1.65         # MLP-width temporaries alive in one layer's backward, bf16 path; solved below from H200 runs
+BWD_TEMPS_UPCAST = 5.12  # the same with peft's float32 upcast
+UPCAST_ACT_BYTES = 3.31  # effective bytes per layer activation with peft's float32 upcast (between bf16's 2 and 4)
+OFFLOAD_IN_FLIGHT = 3    # layers' worth of saved tensors left on the GPU by trl's activation offloading (chosen on measured runs)
+TORCH_OPTIMIZERS = ('adamw_torch', 'adamw_torch_fused', 'adamw_hf') # their states take the parameters' dtype
 
-# %% ../nbs/80_memory.ipynb #aa6a0af0
+# %% ../nbs/80_memory.ipynb #9d05363b
 @dataclass
 class MemoryEstimate:
     "Peak GPU memory of a training run, term by term, in GB (1e9 bytes)."
@@ -111,8 +120,13 @@ class MemoryEstimate:
         return df.round(2)
     def text(self) -> str:
         a = self.args
+        ck = a.get('checkpoint_layers', -1)
+        ckpt = ('off' if not a.get('gradient_checkpointing') else 'all layers' if ck is None or ck < 0 else f'{ck} layers')
+        up = a.get('method') == 'qlora' and a.get('upcast_norms') and a.get('compute_dtype') not in ('float32', 'fp32')
+        extras = [s for s, on in (('Liger', a.get('liger')), ('fp32 upcast', up),
+                                  ('activation offloading', a.get('activation_offloading'))) if on]
         head = (f"{a.get('method')} · batch {a.get('batch')} × seq {a.get('seq_len')} · r={a.get('r')} · {a.get('optimizer')} · "
-                f"checkpointing {'on' if a.get('gradient_checkpointing') else 'off'} · peak at the {self.phase}")
+                f"checkpointing {ckpt}{''.join(' · ' + e for e in extras)} · peak at the {self.phase}")
         w = max(map(len, self.terms))
         rows = [f'{k:<{w}}  {v:8.2f} GB' for k, v in self.terms.items()]
         return '\n'.join([head, *rows, f"{'total':<{w}}  {self.total_gb:8.2f} GB"])
@@ -122,7 +136,7 @@ class MemoryEstimate:
         return (self.text().split('\n')[0] + '\n\n| term | GB | % |\n|---|---:|---:|\n' + rows +
                 f'\n| **total** | **{self.total_gb:.2f}** | 100 |')
 
-# %% ../nbs/80_memory.ipynb #7c79bc3c
+# %% ../nbs/80_memory.ipynb #53ff871c
 METHODS = ('qlora', 'lora', 'full')
 
 def estimate_memory(model_config='7b', # size ('7b'), architecture name, config.json path/dir, dict or transformers config
@@ -132,12 +146,16 @@ def estimate_memory(model_config='7b', # size ('7b'), architecture name, config.
                     r:int=16, # LoRA rank
                     targets=SEVEN, # LoRA target projections
                     optimizer:str='paged_adamw_8bit', # a key of `OPTIMIZER_BYTES`
-                    gradient_checkpointing:bool=True, # recompute each layer in the backward pass
+                    gradient_checkpointing:bool=True, # recompute layers in the backward pass
+                    checkpoint_layers:int=-1, # with checkpointing: the first N decoder layers; -1 = all
                     compute_dtype:str='bfloat16', # bfloat16/float16 (2 bytes) or float32 (4 bytes)
                     double_quant:bool=True, # quantize the absmax constants (QLoRA)
                     lora_dropout:float=0.05, # >0 saves a dropout mask and output per LoRA branch
                     loss_impl:str='chunked', # 'chunked' (trl>=1.16 SFTTrainer), 'full' (transformers' loss), 'liger'
                     liger:bool=False, # Liger RMSNorm/RoPE/SwiGLU kernels
+                    upcast_norms:bool=True, # QLoRA: peft's float32 copies of embeddings/norms/lm_head (the seed recipe)
+                    activation_offloading:bool=False, # trl's activation offloading to CPU memory
+                    grad_accum:int=1, # micro-batches per optimizer step (>1: all gradients alive at the peak)
                     overhead_gb:float=0.5, # CUDA context + kernels + cuBLAS workspace, outside PyTorch's allocator (assumed)
                    ) -> MemoryEstimate:
     "Peak GPU memory of fine-tuning `model_config` with `method` at `batch`×`seq_len`, term by term."
@@ -152,48 +170,79 @@ def estimate_memory(model_config='7b', # size ('7b'), architecture name, config.
     L, h, inter = _cfg(cfg, 'num_hidden_layers'), _cfg(cfg, 'hidden_size'), _cfg(cfg, 'intermediate_size')
     total = sum(g.values())
     rest = g['embed'] + g['lm_head'] + g['norm']                 # never quantized
+    up = method == 'qlora' and upcast_norms and a == 2           # peft's float32 copies (float32 compute: all fp32 anyway)
+    rb = 4 if up else a                                          # residual stream (checkpoint) bytes
+    ab = UPCAST_ACT_BYTES if up else a                           # effective bytes of a layer activation
     tgt = () if method == 'full' else tuple(targets)
     trainable = total if method == 'full' else lora_params(cfg, r, tgt)
+    pb = 2 if method == 'qlora' else 4                           # trl casts a quantized model's adapters to bf16
     GB, tok = 1e9, batch*seq_len
     t = {}
     if method == 'qlora':
         t['weights: 4-bit packed'] = g['linear'] * 0.5 / GB
         t['weights: quantization constants'] = g['linear'] * (bits_per_param(double_quant) - 4) / 8 / GB
-        t['weights: 16-bit (embeddings, lm_head, norms)'] = rest * 2 / GB
+        t[f"weights: embeddings, lm_head, norms ({'fp32' if up or a == 4 else '16-bit'})"] = rest * (4 if up or a == 4 else 2) / GB
     else: t['weights: 16-bit'] = total * 2 / GB
     if method == 'full':
         t['gradients (bf16)'] = total * 2 / GB
         t['master weights (fp32)'] = total * 4 / GB
     else:
-        t['adapters (fp32)'] = trainable * 4 / GB
-        t['gradients (fp32)'] = trainable * 4 / GB
-    t['optimizer states'] = trainable * OPTIMIZER_BYTES[optimizer] / GB
-    biggest = max(i*o for i, o in linear_shapes(cfg).values())
-    t['dequantized weights (transient)'] = (2 * biggest * a / GB) if method == 'qlora' else 0.0
-    layer = sum(layer_activation_bytes(cfg, tgt, lora_dropout, a, liger).values()) * tok / GB
-    ckpt = L * a*h * tok / GB
-    workspace = BWD_TEMPS * a*inter * tok / GB
+        t[f"adapters ({'bf16' if pb == 2 else 'fp32'})"] = trainable * pb / GB
+        if grad_accum > 1: t['adapter gradients (accumulated)'] = trainable * pb / GB
+        else: t['adapter gradients (last layer, at the peak)'] = trainable * pb / L / GB
+    t['optimizer states'] = trainable * OPTIMIZER_BYTES[optimizer] * (pb / 4 if optimizer in TORCH_OPTIMIZERS and method != 'full' else 1) / GB
+    n = (L if checkpoint_layers < 0 else min(checkpoint_layers, L)) if gradient_checkpointing else 0
+    layer = sum(layer_activation_bytes(cfg, tgt, lora_dropout, ab, liger, pb if method != 'full' else a).values()) * tok / GB
+    ck = rb * h * tok / GB                                       # one checkpoint: the layer's input
+    workspace = (BWD_TEMPS_UPCAST if up else BWD_TEMPS) * a * inter * tok / GB
     loss = loss_bytes_per_token(cfg, loss_impl, a) * tok / GB
-    saved = ckpt if gradient_checkpointing else L*layer   # alive at the start of the backward pass
-    bwd_peak = saved + (layer if gradient_checkpointing else 0) + workspace
-    loss_peak = saved + loss
-    phase = 'backward' if bwd_peak >= loss_peak else 'loss'
-    t['activations: saved (checkpoints)' if gradient_checkpointing else 'activations: saved (all layers)'] = saved
-    t['activations: recomputed layer'] = layer if (gradient_checkpointing and phase == 'backward') else 0.0
-    t['backward workspace'] = workspace if phase == 'backward' else 0.0
-    t['logits / loss buffers'] = loss if phase == 'loss' else 0.0
+    # layers whose saved tensors are on the GPU when the backward pass starts: all, or the last few when offloading;
+    # checkpointing covers the *first* n layers, so the last ones are the un-checkpointed ones
+    keep = min(L, OFFLOAD_IN_FLIGHT) if activation_offloading else L
+    saved_layers = min(keep, L - n)
+    ckpts = keep - saved_layers
+    at_start = ckpts*ck + saved_layers*layer
+    cands = {'backward': at_start + (layer if n == L else 0.0) + workspace, 'loss': at_start + loss}
+    recompute = min(n, keep)*ck + layer + workspace if 0 < n < L else 0.0  # the last checkpointed layer, later
+    phase = max(cands, key=cands.get)
+    late = recompute > cands[phase]
+    where = ' (on the GPU; the rest offloaded)' if activation_offloading else ''
+    t['activations: checkpoints' + where] = (min(n, keep) if late else ckpts) * ck
+    t['activations: saved, not checkpointed' + where] = 0.0 if late else saved_layers * layer
+    t['activations: recomputed layer'] = layer if late or (phase == 'backward' and n == L) else 0.0
+    t['backward workspace'] = workspace if late or phase == 'backward' else 0.0
+    t['logits / loss buffers'] = loss if phase == 'loss' and not late else 0.0
     t['framework overhead'] = overhead_gb
-    return MemoryEstimate(t, phase, dict(total=total, trainable=trainable,
-                                         quantized=g['linear'] if method == 'qlora' else 0), args)
+    return MemoryEstimate(t, 'backward' if late else phase, dict(total=total, trainable=trainable,
+                                                                 quantized=g['linear'] if method == 'qlora' else 0), args)
 
-# %% ../nbs/80_memory.ipynb #7bd6fcfb
-H200_MEASURED = { # GB (1e9 bytes), Mistral-7B-v0.1, QLoRA recipe defaults, seq 2048
-    'batch 4':                    dict(gb=13.22, batch=4),
-    'batch 1':                    dict(gb=6.94,  batch=1),
-    'batch 4, Liger':             dict(gb=12.75, batch=4, liger=True, loss_impl='liger'),
-    'batch 4, Liger, no checkpointing': dict(gb=80.7, batch=4, liger=True, loss_impl='liger', gradient_checkpointing=False),
-}
-H200_FOOTPRINT_GB = 4.01 # model.get_memory_footprint() of the 4-bit Mistral-7B
+# %% ../nbs/80_memory.ipynb #eb92c4d0
+H200_FOOTPRINT_GB = 4.01 # model.get_memory_footprint() of the 4-bit Mistral-7B, measured on the H200
+
+def bench_estimate(row:dict, # one result of `scripts/bench_gpu.py`
+                   model_config='7b', # the benchmarked architecture
+                  ) -> MemoryEstimate:
+    "The estimate for one benchmark row: its batch, length, rank, switches and checkpointed layers (no framework overhead)"
+    return estimate_memory(model_config, batch=row['batch'], seq_len=row['seq'], r=row['r'], liger=row['liger'],
+                           upcast_norms=row['prep'] == 'peft', activation_offloading=row['offload'],
+                           gradient_checkpointing=row['ckpt_layers'] != 0, checkpoint_layers=row['ckpt_layers'],
+                           lora_dropout=row.get('dropout', 0.05), overhead_gb=0.0)
+
+def measured_vs_estimate(results:list, # rows of `scripts/bench_gpu.py` results
+                         model_config='7b', # the benchmarked architecture
+                         fitted=(), # names of the rows the constants were solved from
+                        ):
+    "Measured peak vs estimate (GB and error %) for every benchmark row that has a measured peak"
+    import pandas as pd
+    rows = []
+    for r in results:
+        if not r.get('peak_gb'): continue
+        e = bench_estimate(r, model_config).peak_allocated_gb
+        rows.append(dict(name=r['name'], batch=r['batch'], seq=r['seq'], r=r['r'],
+                         prep=r['prep'], liger=r['liger'], offload=r['offload'], dropout=r.get('dropout', 0.05),
+                         ckpt=f"{r['ckpt_layers']}/{r.get('n_layers', '?')}", measured_gb=r['peak_gb'], estimated_gb=round(e, 2),
+                         error_pct=round(100 * (e - r['peak_gb']) / r['peak_gb'], 1), fitted=r['name'] in fitted))
+    return pd.DataFrame(rows).set_index('name')
 
 # %% ../nbs/80_memory.ipynb #dc053d3a
 def plot_memory(estimates:dict, # label -> MemoryEstimate
@@ -241,7 +290,7 @@ def hardware_table(low:dict=dict(batch=1, seq_len=512), # a light run
                              verdict=verdict))
     return pd.DataFrame(rows).set_index(['size', 'method'])
 
-# %% ../nbs/80_memory.ipynb #623d382b
+# %% ../nbs/80_memory.ipynb #a7569abe
 def fits(estimate:MemoryEstimate, # from `estimate_memory`
          free_gb:float, # free GPU memory (`env_report()['vram_free_gb']`)
          margin:float=0.05, # keep this fraction of `free_gb` spare for fragmentation
@@ -256,12 +305,22 @@ def _remedies(a):
         b = max(1, a['batch'] // 2)
         out.append((f"batch {a['batch']} → {b}, gradient accumulation ×{a['batch']//b} more (same effective batch)", dict(batch=b)))
         if b > 1: out.append((f"batch {a['batch']} → 1, gradient accumulation ×{a['batch']} more (same effective batch)", dict(batch=1)))
-    if not a['gradient_checkpointing']: out.append(('turn on gradient checkpointing', dict(gradient_checkpointing=True)))
+    if not a['gradient_checkpointing'] or a.get('checkpoint_layers') == 0:
+        out.append(('turn on gradient checkpointing', dict(gradient_checkpointing=True, checkpoint_layers=-1)))
     if a['method'] != 'full' and a['r'] > 4: out.append((f"LoRA rank {a['r']} → {a['r']//2}", dict(r=a['r']//2)))
     if a['seq_len'] > 256: out.append((f"max_length {a['seq_len']} → {a['seq_len']//2}", dict(seq_len=a['seq_len']//2)))
     if OPTIMIZER_BYTES[a['optimizer']] > 4: out.append(('use paged_adamw_8bit', dict(optimizer='paged_adamw_8bit')))
     if a['loss_impl'] == 'full': out.append(('use a chunked loss (trl>=1.16 SFTTrainer or Liger)', dict(loss_impl='chunked')))
     if a['method'] == 'lora': out.append(('load the base in 4 bits (QLoRA)', dict(method='qlora')))
+    # the fast path's switches (qlora_nb.fast), each measured on an H200 in the validation table above
+    if a['method'] == 'qlora' and a.get('upcast_norms') and a.get('compute_dtype') in ('bfloat16', 'bf16', 'auto'):
+        out.append(('keep norms/embeddings/lm_head in bf16 (training.upcast_norms = false)', dict(upcast_norms=False)))
+    if a['gradient_checkpointing'] and not a.get('activation_offloading'):
+        out.append(('offload activations to CPU memory (training.activation_offloading = true)', dict(activation_offloading=True)))
+    if not a.get('liger'): out.append(('Liger kernels (training.liger = true)', dict(liger=True)))
+    if a.get('lora_dropout', 0) > 0: out.append((f"LoRA dropout {a['lora_dropout']} → 0 (lora.dropout = 0)", dict(lora_dropout=0.0)))
+    if a['gradient_checkpointing'] and a.get('checkpoint_layers', -1) > 0:
+        out.append(('checkpoint every layer (training.checkpoint_layers = -1)', dict(checkpoint_layers=-1)))
     return out
 
 def advise(estimate:MemoryEstimate, # from `estimate_memory`
@@ -274,10 +333,63 @@ def advise(estimate:MemoryEstimate, # from `estimate_memory`
         new = estimate_memory(**{**estimate.args, **change})
         row = dict(advice=advice, saves_gb=round(estimate.total_gb - new.total_gb, 2), new_total_gb=round(new.total_gb, 2))
         if free_gb is not None: row['fits'] = fits(new, free_gb)
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values('saves_gb', ascending=False).reset_index(drop=True)
+        if row['saves_gb'] > 0: rows.append(row)   # a remedy that saves nothing here is no remedy
+    cols = ['advice', 'saves_gb', 'new_total_gb'] + (['fits'] if free_gb is not None else [])
+    return pd.DataFrame(rows, columns=cols).sort_values('saves_gb', ascending=False).reset_index(drop=True)
 
-# %% ../nbs/80_memory.ipynb #9e41c62a
+# %% ../nbs/80_memory.ipynb #f1d66b64
+def recipe_estimate_kwargs(recipe, # a `Recipe`, an ini path, or None for the project's settings.ini
+                          ) -> dict:
+    "The `estimate_memory` arguments that describe a run of `recipe` (except the model config)"
+    from qlora_nb.recipe import load_recipe
+    from qlora_nb.lora import resolve_targets
+    r = load_recipe(recipe)
+    t, q = r.training, r.quantization
+    try: targets = [x for x in resolve_targets(r.lora.target_modules) if x in SEVEN] or list(SEVEN)
+    except QloraError: targets = list(SEVEN)     # names only a loaded model can resolve: assume all seven
+    # what `qlora_nb.fast.prepare_for_training` does: peft's upcast unless bf16 compute with upcast_norms off, or FSDP
+    fsdp = r.distributed.strategy.strip().lower() == 'fsdp'
+    upcast = not fsdp and (t.upcast_norms or q.compute_dtype not in ('bfloat16', 'bf16', 'auto'))
+    kw = dict(method='qlora' if q.load_in_4bit else 'lora', batch=t.batch_size, seq_len=r.data.max_length, r=r.lora.r,
+              targets=targets, optimizer=t.optimizer if t.optimizer in OPTIMIZER_BYTES else 'adamw_torch',
+              gradient_checkpointing=t.gradient_checkpointing, checkpoint_layers=t.checkpoint_layers,
+              compute_dtype=q.compute_dtype, double_quant=q.double_quant, lora_dropout=r.lora.dropout, liger=t.liger,
+              upcast_norms=upcast, activation_offloading=t.activation_offloading, grad_accum=t.grad_accum)
+    # Unsloth: its own fused kernels and CPU-offloaded checkpoints; approximated by the lean transformers path
+    # (measured: Unsloth 6.78 / 5.13 GB at batch 4 / 1 × 2048, this approximation 6.09 / 4.75 GB with dropout 0)
+    if r.model.backend == 'unsloth': kw.update(upcast_norms=False, liger=True, activation_offloading=True, checkpoint_layers=-1)
+    return kw
+
+def recipe_model_config(recipe, # a `Recipe`, an ini path, or None for the project's settings.ini
+                       ) -> dict|None:
+    "The recipe's model architecture config found offline (toy, local directory, known name, HF cache), or None"
+    from qlora_nb.recipe import load_recipe
+    from qlora_nb.model import resolve_model_path
+    name = load_recipe(recipe).model.name_or_path
+    try: p = Path(resolve_model_path(name))
+    except QloraError: return None
+    if (p/'config.json').is_file(): return json.loads((p/'config.json').read_text())
+    known = {k.lower(): v for k, v in ARCHS.items()}.get(name.rstrip('/').split('/')[-1].lower())
+    if known: return known
+    try:
+        from transformers import AutoConfig
+        return AutoConfig.from_pretrained(name, local_files_only=True).to_dict()   # the HF cache, never the network
+    except Exception: return None
+
+def estimate_recipe(recipe=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+                    model_config=None, # default: `recipe_model_config(recipe)`
+                    **changes, # `estimate_memory` arguments to change (e.g. checkpoint_layers=20, batch=2)
+                   ) -> MemoryEstimate:
+    "`estimate_memory` for a run of `recipe`"
+    cfg = recipe_model_config(recipe) if model_config is None else model_config
+    if cfg is None:
+        from qlora_nb.recipe import load_recipe
+        raise QloraError(f"No config for model `{load_recipe(recipe).model.name_or_path}` is available offline, so its memory "
+                         "cannot be estimated. Pass model_config= (a size like '7b', a config.json path or a dict), or "
+                         "download the model once.")
+    return estimate_memory(cfg, **{**recipe_estimate_kwargs(recipe), **changes})
+
+# %% ../nbs/80_memory.ipynb #cf972e5e
 def estimate_main(model:str='7b', # size ('3b', '7b', '13b', '70b'), architecture name, or a config.json path/dir
                   method:str='qlora', # qlora, lora or full
                   batch:int=4, # micro-batch size
@@ -285,11 +397,17 @@ def estimate_main(model:str='7b', # size ('3b', '7b', '13b', '70b'), architectur
                   r:int=16, # LoRA rank
                   optimizer:str='paged_adamw_8bit', # optimizer name
                   no_gradient_checkpointing:bool=False, # estimate without checkpointing
+                  checkpoint_layers:int=-1, # checkpoint only the first N decoder layers; -1 = all
+                  lora_dropout:float=0.05, # LoRA dropout (0 saves the dropout copies)
+                  liger:bool=False, # Liger kernels
+                  no_upcast:bool=False, # skip peft's float32 upcast (training.upcast_norms = false)
+                  offload:bool=False, # trl's activation offloading
                   free_gb:float|None=None, # GPU memory to fit in; prints advice when given
                  ) -> int:
     "Print the memory estimate (and advice when `free_gb` is given); returns 0 when it fits (or no `free_gb`), else 1."
     e = estimate_memory(model, method=method, batch=batch, seq_len=seq_len, r=r, optimizer=optimizer,
-                        gradient_checkpointing=not no_gradient_checkpointing)
+                        gradient_checkpointing=not no_gradient_checkpointing, checkpoint_layers=checkpoint_layers,
+                        lora_dropout=lora_dropout, liger=liger, upcast_norms=not no_upcast, activation_offloading=offload)
     print(e.text())
     if free_gb is None: return 0
     ok = fits(e, free_gb)

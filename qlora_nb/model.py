@@ -66,7 +66,7 @@ def choose_attention(requested:str='auto', # auto, sdpa, eager, flash_attention_
         return 'flash_attention_2'
     return 'sdpa'
 
-# %% ../nbs/40_model.ipynb #1cbb118e
+# %% ../nbs/40_model.ipynb #1c8a0b44
 def default_device_map():
     "This process's GPU (by `LOCAL_RANK`) or the CPU, as a `device_map`"
     if torch.cuda.is_available(): return {'': int(os.environ.get('LOCAL_RANK', 0))}
@@ -98,7 +98,7 @@ def load_model(name_or_path:str|None=None, # hub id, local directory or `toy`; d
     r = load_recipe(recipe, **overrides)
     if r.model.backend == 'unsloth':
         from qlora_nb.fast import load_unsloth
-        return load_unsloth(r, name_or_path)
+        return load_unsloth(r, name_or_path, for_training=for_training)
     if r.model.backend != 'transformers':
         raise QloraError(f"Unknown model.backend `{r.model.backend}`; use transformers or unsloth.")
     src = resolve_model_path(name_or_path or r.model.name_or_path)

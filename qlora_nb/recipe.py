@@ -19,7 +19,7 @@ __all__ = ['SECTIONS', 'HF_ALIASES', 'TOY_OVERRIDES', 'QloraError', 'ModelSectio
 class QloraError(ValueError):
     "A problem the user can fix; the message names the problem and the fix."
 
-# %% ../nbs/01_recipe.ipynb #606397f4
+# %% ../nbs/01_recipe.ipynb #36527d66
 @dataclass
 class ModelSection:
     "Which base model to load, and how."
@@ -78,6 +78,7 @@ class TrainingSection:
     upcast_norms:bool = True # peft's k-bit prep: norms/embeddings/lm_head in fp32; false keeps bf16 (faster, less memory)
     liger:bool = False # Liger kernels (fused RMSNorm, SwiGLU, RoPE, linear cross-entropy) when installed
     activation_offloading:bool = False # trl's activation offloading to CPU memory
+    compile:bool = False # torch.compile each decoder layer (regional compilation; first steps are slower)
     auto_fit:bool = False # choose gradient checkpointing and batch size from the memory estimate and free memory
     logging_steps:int = 10 # log every N optimizer steps
     save_steps:int = 100 # checkpoint every N steps

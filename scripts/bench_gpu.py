@@ -7,7 +7,7 @@ in 4 bits, LoRA r=16 on the seven projections, trl's SFTTrainer with paged AdamW
     python scripts/bench_gpu.py --tiny --cpu --configs seed_b1   # a 2-layer model on CPU: tests this script's logic
 
 tokens/s = batch·seq / median step time (after warm-up); peak = torch.cuda.max_memory_allocated() over the training
-steps; `est_gb` is qlora_nb.fast.estimate_partial's peak-allocated estimate (no framework overhead) for the same run."""
+steps; `est_gb` is qlora_nb.memory.estimate_memory's peak-allocated estimate (no framework overhead) for the same run."""
 import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
@@ -36,8 +36,19 @@ CONFIGS = {
     'val_b1_s4096_nockpt': dict(batch=1, seq=4096, ckpt=0, steps=2, warmup=1),
     'val_b8_s512_r8':     dict(batch=8, seq=512, r=8, steps=2, warmup=1),
     'val_b2_s2048_nockpt_r32': dict(batch=2, seq=2048, r=32, ckpt=0, steps=2, warmup=1),
+    # LoRA dropout 0 (Unsloth's default: peft then skips the dropout copies) and torch.compile of each decoder layer
+    'fast_d0_b4':         dict(batch=4, liger=True, prep='bf16', offload=True, dropout=0.0, base='seed_b4'),
+    'fast_d0_b1':         dict(batch=1, liger=True, prep='bf16', offload=True, dropout=0.0, base='seed_b1'),
+    'fast_d0_32k':        dict(batch=1, seq=32768, liger=True, prep='bf16', offload=True, dropout=0.0, steps=3, warmup=1, base='seed_32k'),
+    'bf16_liger_d0_b4':   dict(batch=4, liger=True, prep='bf16', dropout=0.0, base='seed_b4'),
+    'compile_liger_d0_offload_b4': dict(batch=4, liger=True, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b4'),
+    'compile_d0_offload_b4': dict(batch=4, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b4'),
+    'compile_d0_b4':      dict(batch=4, prep='bf16', dropout=0.0, compile=True, warmup=3, base='seed_b4'),
+    'compile_liger_d0_offload_b1': dict(batch=1, liger=True, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b1'),
+    'val_bf16_b2_s1024_r64': dict(batch=2, seq=1024, r=64, liger=True, prep='bf16', steps=2, warmup=1),
+    'val_bf16_d0_b1_s4096_nockpt': dict(batch=1, seq=4096, liger=True, prep='bf16', dropout=0.0, ckpt=0, steps=2, warmup=1),
 }
-DEFAULTS = dict(batch=4, seq=2048, r=16, ckpt=-1, prep='peft', liger=False, offload=False, dropout=0.05, free_gb=None,
+DEFAULTS = dict(batch=4, seq=2048, r=16, ckpt=-1, prep='peft', liger=False, offload=False, dropout=0.05, compile=False, free_gb=None,
                 steps=5, warmup=2, base=None)
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -95,12 +106,13 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int|None, warmup:i
     t0 = time.time()
     model, tok = load_model(recipe=r, for_training=False)
     if s['prep'] == 'bf16': model = fast.prepare_bf16(model, n)
-    else:  # exactly what load_model(for_training=True) does today, plus partial checkpointing when asked
+    else:  # the seed recipe's preparation: peft's prepare_model_for_kbit_training (float32 upcast), as in the issue's baseline
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=(n == L))
         if 0 < n < L: fast.partial_checkpointing(model, n)
     torch.manual_seed(r.training.seed)
     model = get_peft_model(model, lora_config(r, model=model))
     patched = fast.apply_liger(model) if s['liger'] else 0
+    compiled = fast.compile_layers(model) if s['compile'] else 0
     load_s = time.time() - t0
     b, T = r.training.batch_size, s['seq']
     g = torch.Generator().manual_seed(0)
@@ -123,16 +135,25 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int|None, warmup:i
     med = statistics.median(timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
-    est = fast.estimate_partial(mcfg, n, **{**fast._estimate_kw(r), 'overhead_gb': 0.0})
+    try: est = estimate_gb(r, mcfg, n, s)
+    except Exception as e: print('estimate failed:', repr(e), file=sys.stderr); est = float('nan')
     row = dict(name=name, batch=b, seq=T, r=s['r'], prep=s['prep'], liger=s['liger'], offload=s['offload'],
+               dropout=s['dropout'], compile=bool(compiled),
                ckpt_layers=n, n_layers=L, tokens_per_s=round(b*T/med, 1), step_s=round(med, 4),
                step_all_s=[round(x, 4) for x in step_s], peak_gb=round(peak, 3) if peak else None,
-               est_gb=round(est, 3), est_err_pct=round(100*(est - peak)/peak, 1) if peak else None,
+               est_gb=round(est, 3), est_err_pct=round(100*(est - peak)/peak, 1) if peak and est == est else None,
                first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
                liger_modules=patched, load_s=round(load_s, 1), base=s['base'],
                plan=repr(plan) if plan else None)
     out.write_text(json.dumps(row))
     return row
+
+def estimate_gb(r, mcfg, n:int, s:dict) -> float:
+    "The estimator's peak-allocated GB (no framework overhead) for this configuration"
+    from qlora_nb.memory import estimate_memory, recipe_estimate_kwargs
+    kw = {**recipe_estimate_kwargs(r), 'upcast_norms': s['prep'] == 'peft', 'overhead_gb': 0.0,
+          'checkpoint_layers': n, 'gradient_checkpointing': n != 0}
+    return estimate_memory(mcfg, **kw).peak_allocated_gb
 
 def versions():
     import importlib.metadata as md
@@ -186,7 +207,7 @@ def main():
     if bad: sys.exit(f"Unknown configuration(s) {bad}. Choose from: {', '.join(CONFIGS)}")
     out = Path(a.out)
     doc = dict(date=datetime.date.today().isoformat(), versions=versions(), model='tiny' if a.tiny else 'Mistral-7B-v0.1 (random weights)',
-               recipe='NF4 + double quant, bf16 compute, LoRA on q,k,v,o,gate,up,down (alpha 2r, dropout 0.05), paged_adamw_8bit, sdpa',
+               recipe='NF4 + double quant, bf16 compute, LoRA on q,k,v,o,gate,up,down (alpha 2r, dropout per row), paged_adamw_8bit, sdpa',
                results=[])
     if not (ckpt/'config.json').exists():
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from scripts.bench_gpu import build_checkpoint; from pathlib import Path; "
