@@ -17,7 +17,7 @@ from .memory import advise, estimate_memory, recipe_estimate_kwargs, resolve_con
 
 # %% auto #0
 __all__ = ['decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'FitPlan', 'auto_fit', 'liger_available', 'apply_liger',
-           'compile_layers', 'sft_speed_kwargs', 'unsloth_available', 'load_unsloth', 'prepare_for_training',
+           'compile_layers', 'sft_speed_kwargs', 'unsloth_available', 'load_unsloth', 'upcasts', 'prepare_for_training',
            'finish_for_training']
 
 # %% ../nbs/85_fast.ipynb #9ce7cf94
@@ -188,18 +188,22 @@ def load_unsloth(recipe:Recipe|str|None=None, # the run's recipe
         use_gradient_checkpointing=gc, random_state=t.seed)
     return model, tok
 
-# %% ../nbs/85_fast.ipynb #79132b64
+# %% ../nbs/85_fast.ipynb #da7a04b9
+def upcasts(recipe:Recipe, # the run's recipe
+           ) -> bool:
+    "Whether `prepare_for_training` applies peft's float32 upcast: 4-bit, not FSDP, and `upcast_norms` on or no bf16 compute"
+    fsdp = recipe.distributed.strategy.strip().lower() == 'fsdp' or os.environ.get('ACCELERATE_USE_FSDP', '').lower() == 'true'
+    bf16 = recipe.quantization.compute_dtype in ('bfloat16', 'bf16', 'auto')
+    # FSDP (use_orig_params=False) cannot flatten fp32 norms with the bf16-stored 4-bit weights of the same layer
+    return recipe.quantization.load_in_4bit and not fsdp and (recipe.training.upcast_norms or not bf16)
+
 def prepare_for_training(model:nn.Module, # the loaded base model (4-bit or 16-bit), not yet peft-wrapped
                          recipe:Recipe, # the run's recipe
                          checkpoint_layers:int|None=None, # from `auto_fit`; default: all or none per the recipe
                         ) -> nn.Module:
     "Freeze the base and set per-layer checkpointing; peft's float32 upcast unless `training.upcast_norms` is off (bf16), FSDP or 16-bit"
     if checkpoint_layers is None: checkpoint_layers = getattr(recipe.training, 'checkpoint_layers', -1) if recipe.training.gradient_checkpointing else 0
-    fsdp = recipe.distributed.strategy.strip().lower() == 'fsdp' or os.environ.get('ACCELERATE_USE_FSDP', '').lower() == 'true'
-    bf16 = recipe.quantization.compute_dtype in ('bfloat16', 'bf16', 'auto')
-    # FSDP (use_orig_params=False) cannot flatten fp32 norms with the bf16-stored 4-bit weights of the same layer
-    if (bf16 and not recipe.training.upcast_norms) or fsdp or not recipe.quantization.load_in_4bit:
-        return prepare_bf16(model, checkpoint_layers)
+    if not upcasts(recipe): return prepare_bf16(model, checkpoint_layers)
     from peft import prepare_model_for_kbit_training
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if checkpoint_layers != 0: partial_checkpointing(model, checkpoint_layers)

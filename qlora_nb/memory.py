@@ -337,7 +337,7 @@ def advise(estimate:MemoryEstimate, # from `estimate_memory`
     cols = ['advice', 'saves_gb', 'new_total_gb'] + (['fits'] if free_gb is not None else [])
     return pd.DataFrame(rows, columns=cols).sort_values('saves_gb', ascending=False).reset_index(drop=True)
 
-# %% ../nbs/80_memory.ipynb #f1d66b64
+# %% ../nbs/80_memory.ipynb #9f1fd9b5
 def recipe_estimate_kwargs(recipe, # a `Recipe`, an ini path, or None for the project's settings.ini
                           ) -> dict:
     "The `estimate_memory` arguments that describe a run of `recipe` (except the model config)"
@@ -347,14 +347,12 @@ def recipe_estimate_kwargs(recipe, # a `Recipe`, an ini path, or None for the pr
     t, q = r.training, r.quantization
     try: targets = [x for x in resolve_targets(r.lora.target_modules) if x in SEVEN] or list(SEVEN)
     except QloraError: targets = list(SEVEN)     # names only a loaded model can resolve: assume all seven
-    # what `qlora_nb.fast.prepare_for_training` does: peft's upcast unless bf16 compute with upcast_norms off, or FSDP
-    fsdp = r.distributed.strategy.strip().lower() == 'fsdp'
-    upcast = not fsdp and (t.upcast_norms or q.compute_dtype not in ('bfloat16', 'bf16', 'auto'))
+    from qlora_nb.fast import upcasts   # what load_model's preparation will do (fast imports this module: import here)
     kw = dict(method='qlora' if q.load_in_4bit else 'lora', batch=t.batch_size, seq_len=r.data.max_length, r=r.lora.r,
               targets=targets, optimizer=t.optimizer if t.optimizer in OPTIMIZER_BYTES else 'adamw_torch',
               gradient_checkpointing=t.gradient_checkpointing, checkpoint_layers=t.checkpoint_layers,
               compute_dtype=q.compute_dtype, double_quant=q.double_quant, lora_dropout=r.lora.dropout, liger=t.liger,
-              upcast_norms=upcast, activation_offloading=t.activation_offloading, grad_accum=t.grad_accum)
+              upcast_norms=upcasts(r), activation_offloading=t.activation_offloading, grad_accum=t.grad_accum)
     # Unsloth: its own fused kernels and CPU-offloaded checkpoints; approximated by the lean transformers path
     # (measured: Unsloth 6.78 / 5.13 GB at batch 4 / 1 × 2048, this approximation 6.09 / 4.75 GB with dropout 0)
     if r.model.backend == 'unsloth': kw.update(upcast_norms=False, liger=True, activation_offloading=True, checkpoint_layers=-1)
