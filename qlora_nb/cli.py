@@ -6,45 +6,53 @@ Docs: https://qlora-nb.github.io/qlora_nb/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #1ae3bcd8
 from __future__ import annotations
-import difflib, sys, time, traceback, warnings
+import argparse, dataclasses, difflib, importlib, inspect, sys, time, warnings
 from fastcore.script import anno_parser
-from .recipe import QloraError, load_recipe, toy_recipe, resolve_key
+from .env import env_main
+from .recipe import SECTIONS, QloraError, load_recipe, parse_overrides, toy_recipe
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'parse_overrides', 'env', 'train', 'check_data', 'estimate', 'merge', 'generate', 'demo',
-           'main']
+__all__ = ['COMMANDS', 'command', 'command_function', 'overrides_help', 'parser', 'train', 'estimate', 'generate', 'demo', 'main']
 
 # %% ../nbs/90_cli.ipynb #1b7fd89b
-COMMANDS = {}
+COMMANDS = {} # name -> (function or 'module:function', names of its positional arguments)
 
-def command(f):
-    "Register `f` as a `qlora-nb` subcommand (underscores become dashes)"
-    COMMANDS[f.__name__.rstrip('_').replace('_', '-')] = f
+def command(f=None, *, name:str|None=None, pos:tuple=()):
+    "Register `f` (a function, or `'module:function'` imported when the command runs) as a `qlora-nb` subcommand"
+    def reg(f):
+        COMMANDS[name or f.__name__.rstrip('_').replace('_', '-')] = (f, tuple(pos))
+        return f
+    return reg if f is None else reg(f)
+
+def command_function(name:str):
+    "The function behind subcommand `name` (importing its module on first use, so `qlora-nb train` loads only what it needs)"
+    f = COMMANDS[name][0]
+    if isinstance(f, str):
+        mod, fn = f.split(':')
+        f = getattr(importlib.import_module(mod), fn)
     return f
 
-def parse_overrides(rest:list[str]) -> dict:
-    "`['--training.lr', '1e-4', '--lora.r=8']` -> `{'training.lr': '1e-4', 'lora.r': '8'}` (keys are validated)"
-    out, i = {}, 0
-    while i < len(rest):
-        a = rest[i]
-        if not a.startswith('--'): raise QloraError(f"Unexpected argument `{a}`. Recipe overrides look like `--training.lr 1e-4`.")
-        k, eq, v = a[2:].partition('=')
-        if not eq:
-            if i+1 >= len(rest): raise QloraError(f"`{a}` needs a value, e.g. `{a} VALUE`.")
-            v, i = rest[i+1], i+1
-        resolve_key(k)
-        out[k.replace('-', '_')] = v
-        i += 1
-    return out
+def _takes_overrides(f) -> bool:
+    return any(q.kind == q.VAR_KEYWORD for q in inspect.signature(f).parameters.values())
+
+def overrides_help() -> str:
+    "How to override recipe keys on the command line, with every section and its keys"
+    keys = '; '.join(f"[{s}] " + ', '.join(f.name for f in dataclasses.fields(c)) for s, c in SECTIONS.items())
+    return (f"Recipe overrides: any recipe key as --section.key VALUE (or --section.key=VALUE), e.g. --training.lr 1e-4 "
+            f"--lora.r 8 --data.path my.jsonl. Sections and keys: {keys}.")
+
+def parser(name:str) -> argparse.ArgumentParser:
+    "The parser of subcommand `name`, built from its function's signature and docments"
+    f, pos = command_function(name), COMMANDS[name][1]
+    p = anno_parser(f, prog=f'qlora-nb {name}', pos=list(pos))
+    for a in p._actions:  # a bool that defaults to True becomes `--no-X`: say what the flag does
+        if a.option_strings and a.option_strings[-1].startswith('--no-'):
+            a.help = 'turn off: ' + (a.help or '').replace(' (default: True)', '')
+    if _takes_overrides(f): p.epilog = overrides_help()
+    return p
 
 # %% ../nbs/90_cli.ipynb #b9ed3a40
-@command
-def env(as_json:bool=False, # print the report as JSON
-        probe:bool=True, # run the bitsandbytes 4-bit probe
-       ) -> int:
-    "Show the environment report (torch, CUDA, GPU, libraries) and `doctor()`'s findings"
-    from qlora_nb.env import env_main
-    return env_main(as_json=as_json, probe=probe)
+command(env_main, name='env')
 
 @command
 def train(recipe:str=None, # recipe ini file (default: the project's settings.ini)
@@ -60,54 +68,26 @@ def train(recipe:str=None, # recipe ini file (default: the project's settings.in
     return 0
 
 # %% ../nbs/90_cli.ipynb #7497cfca
-@command
-def check_data(data:str=None, # dataset file/dir/hub id or `toy:<task>` (default: the recipe's data.path)
-               recipe:str=None, # recipe ini file (default: the project's settings.ini)
-               strict:bool=False, # exit non-zero on any warning, not only errors
-               **overrides) -> int:
-    "Check a dataset before training: formats, token lengths vs max_length, truncation, duplicates, EOS, mixed templates"
-    from qlora_nb.data import check_dataset
-    from qlora_nb.model import load_tokenizer
-    r = load_recipe(recipe, **overrides)
-    tok, _ = load_tokenizer(r.model.name_or_path, r.model.trust_remote_code)
-    rep = check_dataset(data, tok, r, strict=strict)
-    print(rep)
-    return 0 if rep.ok else 1
+command('qlora_nb.data:check_data_cli', name='check-data', pos=('data',))
 
-@command
-def estimate(model:str='7b', # size (3b, 7b, 13b, 70b), architecture name, or a config.json path/dir
-             method:str='qlora', # qlora, lora or full
-             batch:int=4, # micro-batch size
-             seq_len:int=2048, # max_length
-             r:int=16, # LoRA rank
-             optimizer:str='paged_adamw_8bit', # optimizer name
-             no_gradient_checkpointing:bool=False, # estimate without checkpointing
-             checkpoint_layers:int=-1, # checkpoint only the first N decoder layers; -1 = all
-             lora_dropout:float=0.05, # LoRA dropout (0 saves the dropout copies)
-             liger:bool=False, # Liger kernels
-             no_upcast:bool=False, # skip peft's float32 upcast (training.upcast_norms = false)
-             offload:bool=False, # trl's activation offloading
-             free_gb:float=None, # GPU memory to fit in; prints advice when given
-            ) -> int:
-    "Estimate peak GPU memory for a fine-tune, term by term (and what to change when it does not fit)"
-    from qlora_nb.memory import estimate_main
-    return estimate_main(model=model, method=method, batch=batch, seq_len=seq_len, r=r, optimizer=optimizer,
-                         no_gradient_checkpointing=no_gradient_checkpointing, checkpoint_layers=checkpoint_layers,
-                         lora_dropout=lora_dropout, liger=liger, no_upcast=no_upcast, offload=offload, free_gb=free_gb)
+@command(pos=('model',))
+def estimate(model:str=None, # size (3b, 7b, 13b, 70b), architecture name, or config.json path/dir; default: the recipe's model
+             recipe:str=None, # recipe ini file (default: the project's settings.ini)
+             free_gb:float=None, # GPU memory to fit in: prints what to change when the run does not fit
+             **overrides) -> int:
+    "Estimate the peak GPU memory of the recipe's run, term by term; switches are recipe keys (`--training.liger true`)"
+    from qlora_nb.memory import advise, estimate_recipe, fits
+    e = estimate_recipe(load_recipe(recipe, **overrides), model)
+    print(e.text())
+    if free_gb is None: return 0
+    ok = fits(e, free_gb)
+    print(f"\n{'fits' if ok else 'does NOT fit'} in {free_gb} GB")
+    if not ok: print(advise(e, free_gb).to_string(index=False))
+    return 0 if ok else 1
 
 # %% ../nbs/90_cli.ipynb #c088df48
-@command
-def merge(run:str, # run directory written by `train` (runs/<name>)
-          out:str=None, # output directory (default: <run>/merged-<into>)
-          into:str='16bit', # 16bit (original weights), dequantized (the 4-bit weights trained against) or 4bit (lossy)
-          max_shard_size:str='2GB', # safetensors shard size
-          overwrite:bool=False, # replace an existing output directory
-         ) -> int:
-    "Merge a run's LoRA adapter into its base, write a standard model directory and print the fidelity report"
-    from qlora_nb.merge import merge_adapter
-    path = merge_adapter(run, out_dir=out, into=into, max_shard_size=max_shard_size, overwrite=overwrite)
-    print(f'merged model written to {path}')
-    return 0
+command('qlora_nb.merge:merge_cli', name='merge')
+command('qlora_nb.hub:push_cli', name='push')
 
 @command
 def generate(model:str, # run directory (base + adapter) or merged model directory
@@ -174,8 +154,8 @@ def demo(task:str='upper', # toy instruction to teach: upper, reverse or next
 # %% ../nbs/90_cli.ipynb #e08e7ae4
 def _usage() -> str:
     lines = ['usage: qlora-nb COMMAND [options]   (qlora-nb COMMAND --help for a command\'s options)', '', 'commands:']
-    lines += [f'  {n:<12} {(f.__doc__ or "").splitlines()[0]}' for n, f in COMMANDS.items()]
-    return '\n'.join(lines)
+    lines += [f'  {n:<12} {(command_function(n).__doc__ or "").splitlines()[0]}' for n in COMMANDS]
+    return '\n'.join(lines + ['', overrides_help()])
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `qlora-nb` console script"
@@ -186,19 +166,19 @@ def main(argv:list[str]|None=None) -> int:
         m = difflib.get_close_matches(name, list(COMMANDS), n=1)
         print(f"qlora-nb: error: unknown command `{name}`." + (f" Did you mean `{m[0]}`?" if m else '') + " Run `qlora-nb --help`.", file=sys.stderr)
         return 2
-    f = COMMANDS[name]
-    p = anno_parser(f, prog=f'qlora-nb {name}')
+    f, p = command_function(name), parser(name)
     try:
         args, rest = p.parse_known_args(argv[1:])
         kw = {k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')}
-        import inspect
-        takes_overrides = any(q.kind == q.VAR_KEYWORD for q in inspect.signature(f).parameters.values())
-        if rest and not takes_overrides: p.error(f"unrecognized arguments: {' '.join(rest)}")
-        if takes_overrides: kw.update(parse_overrides(rest))
+        if rest and not _takes_overrides(f): p.error(f"unrecognized arguments: {' '.join(rest)}")
+        if _takes_overrides(f): kw.update(parse_overrides(rest))
         res = f(**kw)
     except QloraError as e:
         print(f'qlora-nb {name}: error: {e}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'qlora-nb {name}: interrupted (Ctrl-C).', file=sys.stderr)
+        return 130
     return res if isinstance(res, int) else 0
 
 def _entry(): sys.exit(main())

@@ -1,4 +1,4 @@
-"""More than one GPU on an existing engine: `accelerate` configs for DDP and FSDP+QLoRA from the recipe's `[distributed]` section, the launch command, a two-process CPU check that ranks stay in sync, and per-GPU memory under FSDP.
+"""More than one GPU on an existing engine: `accelerate` configs for DDP and FSDP+QLoRA from the recipe's `[distributed]` section, `qlora-nb launch` (one `qlora-nb train` process per GPU), a two-process CPU check that ranks stay in sync, per-GPU memory, and the scaling measured on two H200s.
 
 Docs: https://qlora-nb.github.io/qlora_nb/distributed.html.md"""
 
@@ -6,16 +6,20 @@ Docs: https://qlora-nb.github.io/qlora_nb/distributed.html.md"""
 
 # %% ../nbs/55_distributed.ipynb #480d99c4
 from __future__ import annotations
-import json, os, shlex, socket, subprocess, sys, tempfile, time, warnings
+import os, shlex, socket, subprocess, sys, warnings
+from dataclasses import dataclass
 from pathlib import Path
-import torch
-from .recipe import QloraError, Recipe, load_recipe, toy_recipe, write_recipe
-from .quant import parse_dtype
+from .env import Hardware, hardware
+from .recipe import QloraError, Recipe, load_recipe, write_recipe
+from .settings import parse_dtype
+from .arch import cfg_value, resolve_config
+from .memory import MemoryEstimate, estimate_memory, recipe_estimate_kwargs, recipe_model_config
+from .run import Run
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'MIXED_PRECISION', 'FSDP_QLORA', 'SHARDED', 'check_distributed', 'accelerate_config',
-           'write_accelerate_config', 'launch_command', 'dist_info', 'rank_train', 'ddp_check', 'fsdp_estimate',
-           'bench_rank']
+           'write_accelerate_config', 'launch_command', 'LaunchPlan', 'launch_plan', 'launch', 'fsdp_estimate',
+           'gpu_estimate']
 
 # %% ../nbs/55_distributed.ipynb #e3c02948
 STRATEGIES = {'none': 'NO', 'ddp': 'MULTI_GPU', 'fsdp': 'FSDP'} # recipe strategy -> accelerate distributed_type
@@ -58,52 +62,60 @@ FSDP_QLORA = dict( # PEFT's FSDP+QLoRA guide, in accelerate 1.15's key names
     fsdp_use_orig_params=False, fsdp_cpu_ram_efficient_loading=True, fsdp_sync_module_states=True,
     fsdp_activation_checkpointing=False) # load_model already turns on gradient checkpointing; not twice
 
+def _first_gpu() -> str:
+    return os.environ.get('CUDA_VISIBLE_DEVICES', '0').split(',')[0].strip() or '0'
+
 def accelerate_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
-                      cpu:bool|None=None, # processes on CPU (gloo); default: when no CUDA GPU is visible
+                      hw:Hardware|None=None, # the machine; default: `hardware()` of this one (no CUDA: gloo processes on CPU)
                       port:int|None=None, # main process port (default: accelerate's 29500)
                       **overrides) -> dict:
-    "The `accelerate launch` config for `recipe.distributed`: distributed_type NO/MULTI_GPU/FSDP, processes, precision"
+    "The `accelerate launch` config for `recipe.distributed` on `hw`: distributed_type NO/MULTI_GPU/FSDP, processes, precision"
     r = check_distributed(recipe, **overrides)
-    d, s = r.distributed, r.distributed.strategy.strip().lower()
-    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    hw = hardware() if hw is None else hw
+    d, s, cpu = r.distributed, r.distributed.strategy.strip().lower(), not hw.cuda
     if cpu and s == 'fsdp':
         raise QloraError("distributed.strategy = fsdp needs CUDA GPUs (FSDP+QLoRA gathers bitsandbytes weights on GPU). "
                          "On CPU use `distributed.strategy = ddp` or none.")
-    n = 1 if s == 'none' else d.num_processes or (0 if cpu else torch.cuda.device_count())
+    n = 1 if s == 'none' else d.num_processes or hw.n_gpus
     if n < 1: raise QloraError(f"distributed.strategy = {s} but no GPU is visible to count processes from. "
                                "Set `distributed.num_processes` (e.g. 2).")
+    if not cpu and n > hw.n_gpus:
+        raise QloraError(f"distributed.num_processes = {n} but {hw.n_gpus} GPU(s) are visible, and each process needs its own GPU. "
+                         f"Set `distributed.num_processes` to {hw.n_gpus} or less (0 = one per visible GPU).")
     mp = 'no' if cpu else MIXED_PRECISION[_dtype_name(r.quantization.compute_dtype, 'quantization.compute_dtype')]
-    dt = 'MULTI_CPU' if cpu and s == 'ddp' else STRATEGIES[s]
+    dt = 'NO' if n == 1 and s != 'fsdp' else 'MULTI_CPU' if cpu else STRATEGIES[s]
     cfg = dict(compute_environment='LOCAL_MACHINE', debug=False, distributed_type=dt, downcast_bf16='no',
                enable_cpu_affinity=False, machine_rank=0, main_training_function='main', mixed_precision=mp,
                num_machines=1, num_processes=n, rdzv_backend='static', same_network=True, use_cpu=cpu)
+    if not cpu and n == 1: cfg['gpu_ids'] = _first_gpu()  # one process sees one GPU
     if port is not None: cfg['main_process_port'] = int(port)
     if s == 'fsdp': cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload))
     return cfg
 
 def write_accelerate_config(path:str|Path, # destination YAML file
                             recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
-                            cpu:bool|None=None, port:int|None=None, # as in `accelerate_config`
+                            hw:Hardware|None=None, port:int|None=None, # as in `accelerate_config`
                             **overrides) -> Path:
     "Write `accelerate_config(recipe)` as YAML for `accelerate launch --config_file`; returns `path`"
     import yaml
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(accelerate_config(recipe, cpu=cpu, port=port, **overrides), sort_keys=True))
+    path.write_text(yaml.safe_dump(accelerate_config(recipe, hw=hw, port=port, **overrides), sort_keys=True))
     return path
 
 # %% ../nbs/55_distributed.ipynb #e404b110
-def launch_command(recipe_path:str|Path, # the recipe ini the processes read
+def launch_command(recipe_path:str|Path|None, # the recipe ini the processes read (None: the project's settings.ini)
                    config_file:str|Path|None='accelerate.yaml', # from `write_accelerate_config` (accelerate launcher)
-                   launcher:str='accelerate', # accelerate, or torchrun (CPU runs, or no config file)
-                   module:str='qlora_nb.cli', # the module each process runs with `python -m`
-                   command:str='train', # its subcommand
+                   launcher:str='accelerate', # accelerate, or torchrun (CPU runs)
                    nproc:int|None=None, # torchrun: processes (default: the recipe's num_processes, else 2)
                    port:int|None=None, # torchrun: rendezvous port
+                   data:str|None=None, resume:bool=False, overwrite:bool=False, # `qlora-nb train`'s options
+                   recipe:Recipe|None=None, # the recipe behind `recipe_path` when that file is not written yet (checked instead)
                    **overrides) -> list[str]:
     "`accelerate launch --config_file CFG -m qlora_nb.cli train --recipe R ...` (or the torchrun equivalent) as a list"
-    r = check_distributed(str(recipe_path), **overrides)
-    tail = ['-m', module, command, '--recipe', str(recipe_path)]
+    r = check_distributed(recipe if recipe is not None else None if recipe_path is None else str(recipe_path), **overrides)
+    tail = ['-m', 'qlora_nb.cli', 'train'] + ([] if recipe_path is None else ['--recipe', str(recipe_path)])
+    tail += ([] if data is None else ['--data', str(data)]) + ['--resume']*bool(resume) + ['--overwrite']*bool(overwrite)
     for k, v in overrides.items(): tail += [f'--{k}', str(v).lower() if isinstance(v, bool) else str(v)]
     if launcher == 'accelerate':
         if config_file is None: raise QloraError("launch_command(launcher='accelerate') needs config_file; write one with write_accelerate_config.")
@@ -113,152 +125,115 @@ def launch_command(recipe_path:str|Path, # the recipe ini the processes read
         return ['torchrun', '--nproc_per_node', str(n), '--master_port', str(port or 29500), *tail]
     raise QloraError(f"Unknown launcher {launcher!r}. Use accelerate or torchrun.")
 
-# %% ../nbs/55_distributed.ipynb #dd52427d
-def dist_info() -> dict:
-    "This process's `rank`, `local_rank` and `world_size` (from the launcher's environment) and the backend"
-    import torch.distributed as dist
-    return dict(rank=int(os.environ.get('RANK', 0)), local_rank=int(os.environ.get('LOCAL_RANK', 0)),
-                world_size=int(os.environ.get('WORLD_SIZE', 1)),
-                backend=dist.get_backend() if dist.is_available() and dist.is_initialized() else None)
-
-def _lora_state(model) -> dict:
-    return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items() if 'lora_' in k}
-
-def rank_train(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
-               seed_per_rank:bool=True, # seed + rank, so the ranks' LoRA matrices start different
-               **overrides) -> Path:
-    "Run `finetune` in one process of a launch, into `<output.dir>/rank<N>`; saves the initial adapter and `dist.json` beside it"
-    from safetensors.torch import save_file
-    from qlora_nb.model import load_model
-    from qlora_nb.train import finetune
-    info = dist_info()
-    r = load_recipe(recipe, **overrides)
-    out = Path(r.output.dir)/f"rank{info['rank']}"
-    r = r.override(**{'output.dir': str(out), 'training.seed': r.training.seed + (info['rank'] if seed_per_rank else 0)})
-    out.mkdir(parents=True, exist_ok=True)
-    model, _ = load_model(recipe=r)  # the same seeded LoRA init that finetune will build
-    save_file(_lora_state(model), str(out/'init_adapter.safetensors'))
-    del model
-    run = finetune(r, overwrite=True)
-    (out/'dist.json').write_text(json.dumps(dict(dist_info(), seed=r.training.seed)))
-    return run
-
-# %% ../nbs/55_distributed.ipynb #a492059f
-def _main(argv:list[str]|None=None) -> int:
-    from qlora_nb.cli import parse_overrides
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) < 3 or argv[0] not in ('train', 'bench') or argv[1] != '--recipe':
-        print('usage: python -m qlora_nb.distributed {train,bench} --recipe RECIPE [--out DIR] [--steps N] [--section.key VALUE ...]', file=sys.stderr)
-        return 2
-    rest, extra = argv[3:], {}
-    for opt in ('--out', '--steps'):  # bench's own options; everything else is a recipe override
-        if opt in rest:
-            i = rest.index(opt); extra[opt[2:]] = rest[i+1]; rest = rest[:i] + rest[i+2:]
-    kw = parse_overrides(rest)
-    if argv[0] == 'train': rank_train(argv[2], **kw)
-    else: bench_rank(argv[2], steps=int(extra.get('steps', 10)), out=extra.get('out', 'bench'), **kw)
-    return 0
-
-# %% ../nbs/55_distributed.ipynb #1150ef9a
+# %% ../nbs/55_distributed.ipynb #303172dc
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
-def ddp_check(n_procs:int=2, # processes (ranks)
-              steps:int=8, # optimizer steps
-              out:str|Path|None=None, # working directory (default: a new temporary one)
-              timeout:int=900, # seconds before the launch is killed
-              **overrides) -> dict:
-    "Train the toy model with DDP on `n_procs` CPU processes (gloo); returns losses, adapter differences and timing"
-    from safetensors.torch import load_file
-    out = Path(out or tempfile.mkdtemp(prefix='qlora-ddp-'))
-    r = toy_recipe(**{'training.max_steps': steps, 'training.batch_size': 8, 'training.logging_steps': 2,
-                      'output.dir': str(out/'runs'), 'output.name': 'ddp', 'distributed.strategy': 'ddp',
-                      'distributed.num_processes': n_procs, **overrides})
-    rp = write_recipe(r, out/'recipe.ini')
-    launcher = str(Path(sys.executable).with_name('torchrun'))
-    cmd = [launcher, *launch_command(rp, None, launcher='torchrun', module='qlora_nb.distributed', port=_free_port())[1:]]
-    env = dict(os.environ, OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false')
-    t0 = time.time()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    secs = time.time() - t0
-    (out/'launch.log').write_text(p.stdout + p.stderr)
-    if p.returncode != 0:
-        raise RuntimeError(f"DDP launch failed (exit {p.returncode}); last lines of {out/'launch.log'}:\n" + '\n'.join((p.stdout + p.stderr).splitlines()[-15:]))
-    ranks = [out/'runs'/f'rank{i}' for i in range(n_procs)]
-    final = [load_file(str(d/'ddp'/'adapter'/'adapter_model.safetensors')) for d in ranks]
-    init = [load_file(str(d/'init_adapter.safetensors')) for d in ranks]
-    summ = [json.loads((d/'ddp'/'summary.json').read_text()) for d in ranks]
-    maxdiff = lambda a, b: max((a[k] - b[k]).abs().max().item() for k in a)
-    # peft saves adapter keys without the adapter name; map the init keys the same way
-    init = [{k.replace('.default', ''): v for k, v in s.items()} for s in init]
-    return dict(seconds=round(secs, 1), command=shlex.join(cmd), dist=[json.loads((d/'dist.json').read_text()) for d in ranks],
-                n_tensors=len(final[0]), init_diff=maxdiff(init[0], init[1]), final_diff=maxdiff(final[0], final[1]),
-                moved=maxdiff(final[0], init[0]), first_loss=[s['first_loss'] for s in summ],
-                final_loss=[s['final_loss'] for s in summ], out=str(out))
+@dataclass
+class LaunchPlan:
+    "What `qlora-nb launch` will do: the recipe, the accelerate config, where it is written, and the command"
+    recipe:Recipe # as the processes will read it (overrides applied)
+    config:dict # from `accelerate_config`
+    config_path:Path # `<run work dir>/accelerate.yaml`
+    command:list # the argument list that starts the processes
+    recipe_file:tuple|None = None # (path, Recipe) to write first, when the recipe was given as an object
+    def text(self) -> str:
+        import yaml
+        return f"# {self.config_path}\n{yaml.safe_dump(self.config, sort_keys=True)}\n{shlex.join(self.command)}"
+    def write(self) -> Path:
+        "Write the accelerate config (and the recipe, when it was given as an object) into the work directory"
+        import yaml
+        self.config_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.recipe_file: write_recipe(self.recipe_file[1], self.recipe_file[0])
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=True))
+        return self.config_path
+    def run(self, env:dict|None=None) -> int:
+        "Write the files, start the processes and wait for them; returns the launcher's exit code"
+        self.write()
+        exe = {'accelerate': [sys.executable, '-m', 'accelerate.commands.launch'],
+               'torchrun': [sys.executable, '-m', 'torch.distributed.run']}[self.command[0]]
+        cmd = exe + self.command[2 if self.command[0] == 'accelerate' else 1:]
+        return subprocess.run(cmd, env=dict(os.environ) if env is None else env).returncode
+
+def launch_plan(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+                hw:Hardware|None=None, # the machine; default: `hardware()` of this one
+                data:str|None=None, resume:bool=False, overwrite:bool=False, # `qlora-nb train`'s options
+                num_processes:int|None=None, # overrides `distributed.num_processes`
+                **overrides) -> LaunchPlan:
+    "Decide a launch of `recipe` on `hw` without side effects: config, its path in the run's work directory, command"
+    if num_processes is not None: overrides = {**overrides, 'distributed.num_processes': num_processes}
+    r = check_distributed(recipe, **overrides)
+    run = Run.of(r)
+    if run.path.exists() and not overwrite:
+        raise QloraError(f"Run directory `{run.path}` already holds a finished run. Choose another `output.name`, "
+                         "or pass overwrite=True (--overwrite) to replace it.")
+    port = _free_port()
+    cfg = accelerate_config(r, hw=hw, port=port)
+    path = run.work.path/'accelerate.yaml'
+    # a recipe object reaches the processes as a file in the work directory, written by `LaunchPlan.write`
+    rfile = (run.work.path/'launch.ini', recipe) if isinstance(recipe, Recipe) else None
+    cpu_ddp = cfg['distributed_type'] == 'MULTI_CPU'  # accelerate would start one process on CPU: torchrun starts n
+    cmd = launch_command(rfile[0] if rfile else recipe, path, launcher='torchrun' if cpu_ddp else 'accelerate',
+                         nproc=cfg['num_processes'], port=port, data=data, resume=resume, overwrite=overwrite,
+                         recipe=recipe if rfile else None, **overrides)
+    return LaunchPlan(r, cfg, path, cmd, rfile)
+
+# %% ../nbs/55_distributed.ipynb #121204ab
+def launch(recipe:str=None, # recipe ini file (default: the project's settings.ini)
+           data:str=None, # dataset file/dir/hub id or `toy:<task>` (default: the recipe's data.path)
+           resume:bool=False, # continue an interrupted run with the same output name
+           overwrite:bool=False, # replace a finished run with the same name
+           num_processes:int=None, # processes to start (default: the recipe's distributed.num_processes; 0 = one per visible GPU)
+           dry_run:bool=False, # print the accelerate config and the command; start nothing
+           **overrides) -> int:
+    "Train on several GPUs: `accelerate launch` starts one `qlora-nb train` per GPU as the recipe's [distributed] section says"
+    p = launch_plan(recipe, data=data, resume=resume, overwrite=overwrite, num_processes=num_processes, **overrides)
+    if dry_run: print(p.text()); return 0
+    n, s = p.config['num_processes'], p.recipe.distributed.strategy
+    note = f" (distributed.strategy = {s}: one process; `--distributed.strategy ddp` starts one per GPU)" if s == 'none' else ''
+    print(f"qlora-nb launch: {n} process{'es' if n > 1 else ''}, {p.config['distributed_type']}{note}; config {p.config_path}\n"
+          f"  {shlex.join(p.command)}", file=sys.stderr, flush=True)
+    return p.run()
 
 # %% ../nbs/55_distributed.ipynb #d75f40eb
-SHARDED = ('weights: 4-bit packed', 'weights: quantization constants', 'weights: 16-bit', 'adapters (fp32)',
-           'adapters (bf16)', 'adapter gradients (last layer, at the peak)', 'gradients (bf16)', 'master weights (fp32)',
-           'optimizer states') # split n ways by FSDP
+SHARDED = ('weights: 4-bit packed', 'weights: 16-bit', 'adapters (fp32)', 'adapters (bf16)',
+           'adapter gradients (last layer, at the peak)', 'adapter gradients (accumulated)', 'gradients (bf16)',
+           'master weights (fp32)', 'optimizer states') # split n ways by FSDP
 
 def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.json path/dir, dict or transformers config
                   n_gpus:int=2, # GPUs the model is sharded over
                   offload:bool=False, # FSDP CPU offload: shards live in CPU memory
                   prefetch:int=1, # layers gathered ahead of the one computing (BACKWARD_PRE)
-                  **kw) -> 'MemoryEstimate':
-    "Per-GPU peak memory of FSDP QLoRA on `n_gpus`: `estimate_memory` with the stored terms sharded, plus gathered layers"
-    from qlora_nb.memory import estimate_memory, MemoryEstimate, resolve_config
-    from qlora_nb.quant import _cfg
+                  **kw) -> MemoryEstimate:
+    "Per-GPU peak memory of FSDP QLoRA on `n_gpus`: `estimate_memory` (no fp32 upcast) with the stored terms sharded, plus gathered units"
     if n_gpus < 1: raise QloraError(f"n_gpus = {n_gpus}; FSDP needs at least 1 GPU.")
     est = estimate_memory(model_config, **{'upcast_norms': False, **kw})  # FSDP prepares the model without the fp32 upcast
-    t = {k: (0.0 if offload else v / n_gpus) if k in SHARDED else v for k, v in est.terms.items()}
+    root = next((k for k in est.terms if k.startswith('weights: embeddings')), None)  # the root unit's 16-bit weights (QLoRA)
+    t = {k: (0.0 if offload else v / n_gpus) if k in SHARDED or k == root else v for k, v in est.terms.items()}
     if n_gpus > 1 or offload:
-        L = _cfg(resolve_config(model_config), 'num_hidden_layers')
-        per_layer = sum(v for k, v in est.terms.items() if k.startswith('weights') and 'embeddings' not in k) / L  # one decoder layer
-        t = {'FSDP gathered layers (transient)': (1 + prefetch) * per_layer, **t}
+        L = cfg_value(resolve_config(model_config), 'num_hidden_layers')
+        per_layer = est.terms.get('weights: 4-bit packed', est.terms.get('weights: 16-bit', 0.0)) / L  # one decoder layer
+        gathered = {'FSDP gathered layers (transient)': (1 + prefetch) * per_layer}
+        if root: gathered['FSDP gathered root: embeddings, lm_head, norms'] = est.terms[root]
+        t = {**gathered, **t}
     return MemoryEstimate(t, est.phase, est.params, dict(est.args, n_gpus=n_gpus, offload=offload))
 
-# %% ../nbs/55_distributed.ipynb #34c9c867
-def bench_rank(recipe:Recipe|str|None=None, # the recipe (model, quantization, lora, training, distributed)
-               steps:int=10, # timed optimizer steps (after 2 warm-up steps)
-               out:str='bench', # directory for `rank<N>.json`
-               **overrides) -> dict:
-    "One process of the throughput/memory benchmark: train on random fixed-length tokens; writes `out/rank<N>.json`"
-    from datasets import Dataset
-    from transformers import TrainerCallback
-    from trl import SFTTrainer
-    from qlora_nb.model import load_model
-    from qlora_nb.train import sft_config, peak_memory_gb
-    r = check_distributed(recipe, **overrides)
-    info, warm = dist_info(), 2
-    model, tok = load_model(recipe=r)  # FSDP recipes are prepared without peft's fp32 upcast (prepare_for_training)
-    b, T = r.training.batch_size, r.data.max_length
-    g = torch.Generator().manual_seed(0)
-    n = (steps + warm) * b * r.training.grad_accum * info['world_size']
-    ids = torch.randint(len(tok), (n, T), generator=g)  # (n, T) random tokens, none of them padding
-    ds = Dataset.from_dict({'input_ids': ids.tolist()})
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if state.global_step == warm:
-                if torch.cuda.is_available(): torch.cuda.synchronize()
-                self.t0 = time.time()
-    clock = Clock()
-    args = sft_config(r, Path(out)/'trainer', max_steps=steps + warm, save_strategy='no', logging_steps=1,
-                      completion_only_loss=False, packing=False, dataset_kwargs={'skip_prepare_dataset': True})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[clock])
-    if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-    trainer.train()
-    if torch.cuda.is_available(): torch.cuda.synchronize()
-    secs = time.time() - clock.t0
-    losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
-    res = dict(info, strategy=r.distributed.strategy, steps=steps, batch=b, seq_len=T, seconds=round(secs, 3),
-               tokens_per_s=round(steps * b * r.training.grad_accum * T * info['world_size'] / secs, 1),
-               peak_mem_gb=round(peak_memory_gb(), 3), first_loss=losses[0], last_loss=losses[-1],
-               device=torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out)/f"rank{info['rank']}.json").write_text(json.dumps(res))
-    return res
-
-# %% ../nbs/55_distributed.ipynb #33548719
-if __name__ == '__main__': sys.exit(_main())  # a script only under `python -m`; never in the notebook
+# %% ../nbs/55_distributed.ipynb #278f6b87
+def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+                 model_config=None, # default: the recipe's model config (`recipe_model_config`)
+                 n_gpus:int|None=None, # processes; default: the recipe's num_processes, else this machine's GPUs
+                 **changes) -> MemoryEstimate:
+    "Per-GPU peak memory of a run of `recipe` as launched: one process, DDP (a replica each) or FSDP (`fsdp_estimate`)"
+    r = check_distributed(recipe)
+    cfg = recipe_model_config(r) if model_config is None else model_config
+    if cfg is None: raise QloraError(f"No config for model `{r.model.name_or_path}` is available offline. Pass model_config= "
+                                     "(a size like '7b', a config.json path or a dict).")
+    kw, s = {**recipe_estimate_kwargs(r), **changes}, r.distributed.strategy.strip().lower()
+    n = 1 if s == 'none' else n_gpus or r.distributed.num_processes or max(hardware().n_gpus, 1)
+    if s == 'fsdp': return fsdp_estimate(cfg, n, offload=r.distributed.offload, **kw)
+    est = estimate_memory(cfg, **kw)
+    if s == 'ddp' and n > 1:  # DDP's reducer all-reduces a flat copy of the trainable gradients
+        gb = est.params['trainable'] * (2 if kw.get('method') == 'qlora' else 4) / 1e9
+        est = MemoryEstimate({**est.terms, 'DDP gradient buckets': gb}, est.phase, est.params, dict(est.args, n_gpus=n))
+    return est

@@ -6,14 +6,15 @@ Docs: https://qlora-nb.github.io/qlora_nb/env.html.md"""
 
 # %% ../nbs/00_env.ipynb #e66bed84
 from __future__ import annotations
-import importlib.metadata as md, importlib.util, json, os, platform
+import importlib.metadata as md, importlib.util, json, logging, os, platform, warnings
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from packaging.version import Version
 
 # %% auto #0
-__all__ = ['PACKAGES', 'CHECKS', 'CORE', 'cpu_info', 'gpu_info', 'package_versions', 'bnb_4bit_works', 'EnvReport', 'env_report',
-           'Finding', 'Findings', 'register_check', 'doctor', 'check_gpu', 'check_bf16', 'check_bnb',
-           'check_core_packages', 'check_cpu_repack', 'check_memory_fit', 'guard_cpu_repack', 'env_main']
+__all__ = ['NOISE_FILTER', 'PACKAGES', 'CHECKS', 'CORE', 'cpu_info', 'gpu_info', 'Hardware', 'hardware', 'package_versions',
+           'bnb_4bit_works', 'EnvReport', 'env_report', 'Finding', 'Findings', 'register_check', 'doctor', 'check_gpu',
+           'check_bf16', 'check_bnb', 'check_core_packages', 'check_cpu_repack', 'guard_cpu_repack', 'env_main']
 
 # %% ../nbs/00_env.ipynb #36edf1c5
 def cpu_info(path:str|os.PathLike='/proc/cpuinfo', # Linux cpuinfo file (missing on macOS/Windows: falls back to `platform`)
@@ -29,6 +30,16 @@ def cpu_info(path:str|os.PathLike='/proc/cpuinfo', # Linux cpuinfo file (missing
         elif key == 'flags' and not flags: flags = set(val.split())
     return dict(cpu=name, cpu_cores=os.cpu_count(), cpu_avx512_bf16='avx512_bf16' in flags)
 
+# %% ../nbs/00_env.ipynb #9ac266ce
+class _DropMessages(logging.Filter):
+    "A logging filter that drops records whose message contains one of `parts`"
+    def __init__(self, *parts): super().__init__(); self.parts = parts
+    def filter(self, record): return not any(p in record.getMessage() for p in self.parts)
+
+NOISE_FILTER = _DropMessages('kernels-community')
+logging.getLogger('bitsandbytes.backends.cpu.ops').addFilter(NOISE_FILTER)
+warnings.filterwarnings('ignore', message=r'`is_gradient_checkpointing` is deprecated', category=FutureWarning)
+
 # %% ../nbs/00_env.ipynb #f0eb882d
 def gpu_info() -> dict:
     "Name, count, compute capability, total/free VRAM (GB) and bf16 support of GPU 0; `None`s without CUDA."
@@ -42,6 +53,24 @@ def gpu_info() -> dict:
             'compute_capability': f'{props.major}.{props.minor}',
             'vram_total_gb': round(total/1e9, 2), 'vram_free_gb': round(free/1e9, 2),
             'bf16': bool(torch.cuda.is_bf16_supported())}
+
+# %% ../nbs/00_env.ipynb #e551f3bc
+class Hardware(NamedTuple):
+    "What this machine offers a run: a CUDA GPU, native bf16, its compute capability, visible GPUs, flash-attn installed."
+    cuda:bool = False
+    bf16:bool = False
+    capability:tuple = (0, 0)
+    n_gpus:int = 0
+    flash_attn:bool = False
+
+def hardware() -> Hardware:
+    "Detect this machine's `Hardware` (cheap; no kernel runs)"
+    import torch
+    cuda = torch.cuda.is_available()
+    if not cuda: return Hardware(flash_attn=importlib.util.find_spec('flash_attn') is not None)
+    return Hardware(cuda=True, bf16=torch.cuda.is_bf16_supported(including_emulation=False),
+                    capability=torch.cuda.get_device_capability(), n_gpus=torch.cuda.device_count(),
+                    flash_attn=importlib.util.find_spec('flash_attn') is not None)
 
 # %% ../nbs/00_env.ipynb #58cba358
 PACKAGES = {'bitsandbytes': 'bitsandbytes', 'transformers': 'transformers', 'peft': 'peft', 'trl': 'trl',
@@ -130,13 +159,18 @@ def env_report(probe:bool=True, # run `bnb_4bit_works()` (about a second); False
     return EnvReport(rep)
 
 # %% ../nbs/00_env.ipynb #0f6551d4
-class Finding(NamedTuple):
-    "One problem `doctor` found: `severity` ('error', 'warn' or 'info'), `message` and `fix`."
+@dataclass
+class Finding:
+    "One problem found: `severity` ('error', 'warning' or 'info'), `message`, `fix`; data checks also name the `check` and `rows`."
     severity:str
     message:str
-    fix:str
+    fix:str = ''
+    check:str = ''
+    rows:list = field(default_factory=list)
+    @property
+    def count(self): return len(self.rows)
 
-_ORDER = {'error': 0, 'warn': 1, 'info': 2}
+_ORDER = {'error': 0, 'warning': 1, 'info': 2}
 
 class Findings(list):
     "A list of `Finding`s, worst first, rendered as a table."
@@ -172,7 +206,7 @@ def doctor(report:dict|None=None, # an `env_report()` (or a dict with its keys);
         res = chk(report)
         if res is None: continue
         for f in ([res] if isinstance(res, Finding) else res):
-            if f.severity not in _ORDER: raise ValueError(f'{chk.__name__} returned severity {f.severity!r}; use error, warn or info')
+            if f.severity not in _ORDER: raise ValueError(f'{chk.__name__} returned severity {f.severity!r}; use error, warning or info')
             out.append(f)
     return Findings(sorted(out, key=lambda f: _ORDER[f.severity]))
 
@@ -193,7 +227,7 @@ def check_bf16(report):
     "warn when the GPU's compute capability is below 8.0 (no bf16)."
     cc = _cc(report)
     if report.get('gpu') and cc and cc < (8, 0):
-        return Finding('warn', f"{report['gpu']} (compute capability {report['compute_capability']}) has no bf16: "
+        return Finding('warning', f"{report['gpu']} (compute capability {report['compute_capability']}) has no bf16: "
                        'fp16 QLoRA is numerically unstable (overflow, nan loss).',
                        'Set quantization.compute_dtype = float32 (slower, stable), or use a bf16 GPU (compute capability >= 8.0).')
 
@@ -228,43 +262,10 @@ def check_cpu_repack(report):
     "warn on AVX512-BF16 CPUs with bitsandbytes 0.49-0.50.x (4-bit weights silently repacked)."
     v = (report.get('packages') or {}).get('bitsandbytes')
     if report.get('cpu_avx512_bf16') and v and _bnb_repacks(v):
-        return Finding('warn', f'This CPU has AVX512-BF16 and bitsandbytes {v} repacks 4-bit weights at the first no-grad '
+        return Finding('warning', f'This CPU has AVX512-BF16 and bitsandbytes {v} repacks 4-bit weights at the first no-grad '
                        'forward on CPU; afterwards dequantize/merge/gradients read garbage.',
                        "qlora_nb's loader already sets support_avx512bf16_for_cpu=False on every Linear4bit; if you use "
                        'bitsandbytes directly, call qlora_nb.env.guard_cpu_repack(model) after loading.')
-
-# %% ../nbs/00_env.ipynb #60984b92
-@register_check
-def check_memory_fit(report):
-    "error when the recipe's estimated peak exceeds the free GPU memory (with remedies); warn when under 20% would be spare."
-    free = report.get('vram_free_gb')
-    if not report.get('gpu') or not free: return None
-    from qlora_nb.recipe import QloraError, find_recipe, load_recipe
-    from qlora_nb.memory import estimate_recipe, recipe_model_config, fits, advise
-    if report.get('recipe') is None and find_recipe() is None: return None   # no run configured here: nothing to size
-    r = load_recipe(report.get('recipe'))
-    cfg = recipe_model_config(r)
-    if cfg is None: return None
-    run = f"{r.model.name_or_path} at batch {r.training.batch_size} × {r.data.max_length}"
-    try:
-        if r.training.auto_fit:   # the run will shrink itself (fewer layers kept, smaller micro-batch) to what fits
-            from qlora_nb.fast import auto_fit
-            auto_fit(r, cfg, free)
-            return None
-        e = estimate_recipe(r, cfg)
-    except QloraError as err:   # a config the estimator cannot read, or auto_fit finding nothing that fits
-        if not r.training.auto_fit: return None
-        return Finding('error', f"The recipe's run ({run}) does not fit in {free} GB even with auto_fit.", str(err))
-    if not fits(e, free):
-        tips = advise(e, free)
-        ok = tips[tips.fits] if 'fits' in tips and tips.fits.any() else tips.head(3)
-        return Finding('error', f"The recipe's run ({run}) needs ~{e.total_gb:.1f} GB; {report['gpu']} has {free} GB free.",
-                       'Change one of: ' + '; '.join(f"{a} (→ {g:.1f} GB)" for a, g in zip(ok.advice, ok.new_total_gb)) +
-                       '. `qlora-nb estimate` shows the breakdown.')
-    if e.total_gb > 0.8 * free:
-        return Finding('warn', f"The recipe's run ({run}) needs ~{e.total_gb:.1f} GB of the {free} GB free: little room for "
-                       'longer sequences or other processes.', 'Consider training.activation_offloading = true or a smaller batch '
-                       '(with more gradient accumulation); `qlora-nb estimate` shows the breakdown.')
 
 # %% ../nbs/00_env.ipynb #35181bba
 def guard_cpu_repack(model, # any `torch.nn.Module` (a loaded 4-bit model, a peft model)

@@ -6,7 +6,7 @@ Docs: https://qlora-nb.github.io/qlora_nb/infer.html.md"""
 
 # %% ../nbs/70_infer.ipynb #489de312
 from __future__ import annotations
-import html, sys, warnings
+import html, os, sys, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,9 @@ import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 from .recipe import QloraError, Recipe, read_recipe
 from .model import load_model, setup_tokenizer
-from .merge import STYLES, format_prompt, load_trained, read_merge_info, read_run, is_messages
+from .data import STYLES, format_prompt, is_messages
+from .run import read_run
+from .merge import load_trained, read_merge_info
 
 # %% auto #0
 __all__ = ['InferenceModel', 'load_for_inference', 'generation_config', 'generate', 'stream_generate', 'chat', 'Comparison',
@@ -76,7 +78,7 @@ def load_for_inference(run_or_model_dir:str, # a run directory (adapter) or a mo
 
 def _as_model(m) -> InferenceModel:
     if isinstance(m, InferenceModel): return m
-    if isinstance(m, (str, Path)): return load_for_inference(str(m))
+    if isinstance(m, (str, os.PathLike)): return load_for_inference(os.fspath(m))  # a path, or merge_adapter's result
     raise QloraError(f"Expected an InferenceModel or a run/model directory, got {type(m).__name__}. Use `load_for_inference(path)`.")
 
 # %% ../nbs/70_infer.ipynb #d7a52264

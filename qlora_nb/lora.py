@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 from .recipe import QloraError, Recipe, load_recipe
-from .quant import ARCHS, SIZES, arch_config, count_params, linear_shapes, _cfg
+from .arch import ARCHS, SIZES, arch_config, cfg_value, count_params, linear_shapes
 
 # %% auto #0
 __all__ = ['PRESETS', 'LoRALinear', 'linear_module_names', 'resolve_targets', 'lora_config', 'count_lora_params',
@@ -118,7 +118,7 @@ def count_lora_params(model_config, # a config dict (see `ARCHS`) or a transform
         raise QloraError(f"Cannot count LoRA parameters for {unknown} from a config: known projections are "
                          f"{', '.join(shapes)}. Count a loaded model with `trainable_report` instead.")
     per_layer = sum(r*(shapes[n][0] + shapes[n][1]) + (shapes[n][1] if use_dora else 0) for n in names)
-    return _cfg(model_config, 'num_hidden_layers') * per_layer
+    return cfg_value(model_config, 'num_hidden_layers') * per_layer
 
 # %% ../nbs/20_lora.ipynb #9fdee7a3
 def lora_share_table(ranks:tuple=(8, 16, 32, 64), # LoRA ranks to tabulate

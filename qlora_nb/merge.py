@@ -1,4 +1,4 @@
-"""`merge_adapter`: fold the LoRA update into the 16-bit base (default), the dequantized 4-bit base, or — with a warning and a measurement — the 4-bit base; a merge-fidelity report; NaN, disk-space and atomic-write safety; an export that `from_pretrained`, vLLM, TGI and (after llama.cpp) Ollama load.
+"""`merge_adapter`: fold the LoRA update into the weights it was trained against (the dequantized 4-bit base, by default), the 16-bit base, or — with a warning — the 4-bit base; a merge-fidelity report, shown every time and returned with the path; a warning when a merge keeps less than 95% of the adapter's effect; NaN, disk-space and atomic-write safety; an export that plain `transformers`, vLLM, TGI and (after llama.cpp) Ollama load.
 
 Docs: https://qlora-nb.github.io/qlora_nb/merge.html.md"""
 
@@ -6,127 +6,29 @@ Docs: https://qlora-nb.github.io/qlora_nb/merge.html.md"""
 
 # %% ../nbs/60_merge.ipynb #4b047258
 from __future__ import annotations
-import gc, html, json, os, shutil, warnings
+import gc, html, json, os, shutil, sys, warnings
 from functools import cached_property
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from .recipe import QloraError, Recipe, read_recipe
 from .env import guard_cpu_repack
-from .quant import compute_dtype_for
-from .data import TEMPLATE_FILE, adds_bos, alpaca_prompt, detect_format, load_data, load_template
+from .settings import compute_dtype_for
+from .data import TEMPLATE_FILE, adds_bos, alpaca_prompt, detect_format, load_data, load_template, prompt_style, format_prompt, is_messages, prepare_dataset, STYLES
+from .run import Run, read_run
 from .model import load_model, resolve_model_path, setup_tokenizer
 from .toy import toy_task
 
 # %% auto #0
-__all__ = ['STYLES', 'INTO', 'GENERIC_PROMPTS', 'MERGE_INFO', 'Run', 'read_run', 'prompt_style', 'is_messages', 'format_prompt',
-           'lora_delta', 'requant_survival', 'dequantize_4bit_model', 'saved_adapter_dtype', 'set_adapter_dtype',
-           'load_trained', 'check_finite', 'merge_base', 'merge_into', 'merge_model', 'token_logits', 'logit_fidelity',
-           'effect_kept', 'FidelityReport', 'fidelity_texts', 'merge_fidelity', 'estimate_bytes',
+__all__ = ['INTO', 'GENERIC_PROMPTS', 'MIN_EFFECT_KEPT', 'MERGE_INFO', 'lora_delta', 'requant_survival', 'dequantize_4bit_model',
+           'saved_adapter_dtype', 'set_adapter_dtype', 'load_trained', 'check_finite', 'merge_base', 'merge_into',
+           'merge_model', 'token_logits', 'logit_fidelity', 'effect_kept', 'FidelityReport', 'eval_split_texts',
+           'fidelity_texts', 'merge_fidelity', 'default_into', 'kept_warning', 'estimate_bytes',
            'estimate_merged_bytes', 'check_disk_space', 'save_merged', 'ollama_template', 'ollama_modelfile',
-           'merge_adapter', 'read_merge_info']
-
-# %% ../nbs/60_merge.ipynb #5a58c717
-@dataclass
-class Run:
-    "A finished run directory: its `recipe`, `adapter_dir` and `tokenizer_dir`"
-    path:Path
-    recipe:Recipe
-    @property
-    def adapter_dir(self) -> Path: return self.path/'adapter'
-    @property
-    def tokenizer_dir(self) -> Path: return self.path/'tokenizer'
-    @cached_property
-    def style(self) -> str: return prompt_style(self.recipe, self.tokenizer_dir)
-    def tokenizer(self, padding_side:str='left'):
-        "The training tokenizer (pad/EOS policy applied), padded on `padding_side`"
-        tok = AutoTokenizer.from_pretrained(self.tokenizer_dir, trust_remote_code=self.recipe.model.trust_remote_code)
-        setup_tokenizer(tok, padding_side)
-        return tok
-
-def read_run(run_dir:str|Path, # a run directory written by `finetune` (runs/<name>)
-            ) -> Run:
-    "The finished run in `run_dir`; `QloraError` naming what is missing otherwise"
-    p = Path(run_dir).expanduser()
-    if not p.exists():
-        inc = p.with_name(p.name + '.incomplete')
-        if inc.exists(): raise QloraError(f"Run `{p}` did not finish (only `{inc.name}` exists). Resume it with "
-                                          "`finetune(recipe, resume=True)` (or `qlora-nb train --resume`), then merge.")
-        raise QloraError(f"Run directory `{p}` does not exist. Pass the directory finetune wrote, e.g. `runs/<output.name>`.")
-    if (p/'config.json').exists() and not (p/'adapter').exists():
-        raise QloraError(f"`{p}` is a model directory, not a run: there is no adapter to merge. Pass the run directory (runs/<name>).")
-    for need in ('adapter/adapter_config.json', 'recipe.ini', 'tokenizer'):
-        if not (p/need).exists():
-            raise QloraError(f"`{p}` is not a finished run directory: `{need}` is missing. Pass a directory written by "
-                             "`finetune` (it holds adapter/, tokenizer/ and recipe.ini).")
-    return Run(p, read_recipe(p/'recipe.ini'))
-
-# %% ../nbs/60_merge.ipynb #20896889
-STYLES = ('raw', 'instruction', 'chat')
-
-def _data_format(path:str) -> str:
-    if path == 'toy' or path.startswith('toy:'): return 'prompt_completion'
-    try: return detect_format(load_data(path), 'auto', path)
-    except Exception as e:
-        warnings.warn(f"Could not read the training data `{path}` to find its format ({type(e).__name__}); assuming instruction "
-                      "data. Set `data.format` in the run's recipe.ini, or pass style= explicitly.")
-        return 'instruction'
-
-def prompt_style(recipe:Recipe, # the run's recipe
-                 tokenizer_dir:str|Path|None=None, # the run's tokenizer/ (may hold the saved template name)
-                ) -> str:
-    "How training prompts were written: `raw` (prompt text as is), `instruction` (alpaca) or `chat` (chat template)"
-    template = recipe.data.template
-    f = Path(tokenizer_dir)/TEMPLATE_FILE if tokenizer_dir else None
-    if f is not None and f.exists(): template = load_template(tokenizer_dir)['template']
-    if template == 'chat': return 'chat'
-    fmt = recipe.data.format if recipe.data.format != 'auto' else _data_format(recipe.data.path)
-    return 'raw' if fmt in ('prompt_completion', 'text') else 'instruction'
-
-# %% ../nbs/60_merge.ipynb #ee34021e
-def is_messages(p) -> bool:
-    "Whether `p` is a list of chat messages (`{role, content}` dicts)"
-    return isinstance(p, (list, tuple)) and len(p) > 0 and all(isinstance(m, dict) and 'role' in m for m in p)
-
-def format_prompt(prompt, # a string, an `{'instruction', 'input'}` dict, or chat messages (`[{'role','content'}, ...]`)
-                  style:str, # raw, instruction or chat (see `prompt_style`)
-                  tokenizer=None, # needed for `chat`: its chat template renders the messages
-                  system:str|None=None, # optional system message
-                 ) -> str:
-    "The text the model sees for `prompt`, written the way the training data was"
-    if style not in STYLES: raise QloraError(f"Unknown prompt style `{style}`; choose one of {STYLES}.")
-    if isinstance(prompt, dict):
-        if 'instruction' not in prompt: raise QloraError(f"A prompt dict needs an `instruction` key (and optional `input`); got keys {list(prompt)}.")
-        user = prompt['instruction'] + (f"\n\n{prompt['input']}" if (prompt.get('input') or '').strip() else '')
-        if style == 'instruction': return alpaca_prompt(f"{system}\n\n{prompt['instruction']}" if system else prompt['instruction'], prompt.get('input'))
-        if style == 'raw': raise QloraError("This model was trained on raw prompt text; pass the prompt as a string, not an instruction dict.")
-        prompt = user
-    if is_messages(prompt):
-        msgs = list(prompt)
-        if style == 'chat':
-            if system and msgs[0]['role'] != 'system': msgs = [dict(role='system', content=system)] + msgs
-            if tokenizer is None or not tokenizer.chat_template:
-                raise QloraError("Chat prompts need the run's tokenizer with its chat template. Load it with `read_run(run).tokenizer()`.")
-            s = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            # the template writes BOS and the tokenizer would add another: keep one, as training did
-            if tokenizer.bos_token and adds_bos(tokenizer) and s.startswith(tokenizer.bos_token): s = s[len(tokenizer.bos_token):]
-            return s
-        turns = [m for m in msgs if m['role'] != 'system']
-        if style == 'raw': raise QloraError("This model was trained on raw prompt text; pass the prompt as a string, not chat messages.")
-        if len(turns) != 1 or turns[0]['role'] != 'user':
-            raise QloraError(f"This model was trained with the `{style}` format, which has one user turn and no chat history. "
-                             "Pass a single user message (or a string).")
-        sys_ = ' '.join([m['content'] for m in msgs if m['role'] == 'system'] + ([system] if system else []))
-        return alpaca_prompt(f"{sys_}\n\n{turns[0]['content']}" if sys_ else turns[0]['content'])
-    if not isinstance(prompt, str): raise QloraError(f"A prompt must be a string, an instruction dict or chat messages; got {type(prompt).__name__}.")
-    if style == 'raw':
-        if system: warnings.warn("This model was trained on raw prompt text, which has no system message: `system` is ignored.")
-        return prompt
-    if style == 'instruction': return alpaca_prompt(f"{system}\n\n{prompt}" if system else prompt)
-    return format_prompt([dict(role='user', content=prompt)], 'chat', tokenizer, system)
+           'merged_generation_config', 'merged_path', 'MergeResult', 'merge_adapter', 'read_merge_info', 'merge_cli']
 
 # %% ../nbs/60_merge.ipynb #ae5b744a
 def lora_delta(peft_model, # a peft model with LoRA on Linear layers
@@ -278,10 +180,12 @@ def merge_model(run:Run|str|Path, # a run (or its directory)
 def token_logits(model, # a causal LM (peft or plain)
                  tok, # its tokenizer
                  texts:list[str], # full texts (prompt and answer) to score
-                 batch_size:int=8) -> tuple[torch.Tensor, torch.Tensor]:
-    "Float32 CPU logits `(N, T, V)` of `texts` (right-padded) and the `(N, T)` mask of real tokens"
+                 batch_size:int=8,
+                 max_tokens:int=256, # longer texts are cut: (N, T, V) float32 logits must fit in memory
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Float32 CPU logits `(N, T, V)` of `texts` (right-padded, at most `max_tokens`) and the `(N, T)` mask of real tokens"
     side, tok.padding_side = tok.padding_side, 'right'
-    try: enc = tok(list(texts), return_tensors='pt', padding=True)
+    try: enc = tok(list(texts), return_tensors='pt', padding=True, truncation=True, max_length=max_tokens)
     finally: tok.padding_side = side
     dev = model.get_input_embeddings().weight.device  # where the inputs go (the first parameter may live elsewhere)
     out = [model(input_ids=enc.input_ids[i:i+batch_size].to(dev), attention_mask=enc.attention_mask[i:i+batch_size].to(dev)).logits.float().cpu()
@@ -310,26 +214,30 @@ def effect_kept(ref:torch.Tensor, ref_base:torch.Tensor, # `(N, T, V)` logits of
 # %% ../nbs/60_merge.ipynb #997b8992
 @dataclass
 class FidelityReport:
-    "How closely merged variants reproduce the reference model, per variant (a table in notebooks)"
+    "How closely merged variants reproduce the reference model, per variant (a table in notebooks and terminals)"
     rows:list # dicts: variant, max_abs_logit_diff, mean_kl, greedy_agreement, effect_kept, tokens
     reference:str = '4-bit base + adapter (as trained)'
+    texts:str = '' # where the held-out texts came from
     def __getitem__(self, variant:str) -> dict:
         for r in self.rows:
             if r['variant'] == variant: return r
         raise KeyError(f"No variant `{variant}` in the report; have {[r['variant'] for r in self.rows]}.")
-    def to_dict(self) -> dict: return dict(reference=self.reference, rows=self.rows)
-    _cols = (('variant', 'variant', '{}'), ('max_abs_logit_diff', 'max |Δlogit|', '{:.2e}'), ('mean_kl', 'mean KL (nats)', '{:.2e}'),
-             ('greedy_agreement', 'greedy agreement', '{:.1%}'), ('effect_kept', 'adapter effect kept', '{:.1%}'), ('tokens', 'tokens', '{}'))
+    def to_dict(self) -> dict: return dict(reference=self.reference, rows=self.rows, texts=self.texts)
+    _cols = (('variant', 'variant', '{}'), ('effect_kept', 'adapter effect kept', '{:.1%}'), ('greedy_agreement', 'greedy agreement', '{:.1%}'),
+             ('mean_kl', 'mean KL (nats)', '{:.2e}'), ('max_abs_logit_diff', 'max |Δlogit|', '{:.2e}'), ('tokens', 'tokens', '{}'))
     def _cells(self, r): return [f.format(r[k]) if r.get(k) is not None else '' for k,_,f in self._cols]
+    def _title(self): return f"Merge fidelity vs {self.reference}" + (f", on {self.texts}" if self.texts else '')
     def __repr__(self):
         rows = [[h for _,h,_ in self._cols]] + [self._cells(r) for r in self.rows]
         w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ['  '.join(c.ljust(w[i]) for i,c in enumerate(r)) for r in rows]
-        return f'Merge fidelity vs {self.reference}\n' + '\n'.join(lines[:1] + ['-' * len(lines[0])] + lines[1:])
-    def _repr_html_(self):
-        head = ''.join(f'<th>{html.escape(h)}</th>' for _,h,_ in self._cols)
-        body = ''.join('<tr>' + ''.join(f'<td>{html.escape(c)}</td>' for c in self._cells(r)) + '</tr>' for r in self.rows)
-        return f'<p>Merge fidelity vs {html.escape(self.reference)}</p><table><tr>{head}</tr>{body}</table>'
+        return self._title() + '\n' + '\n'.join(lines[:1] + ['-' * len(lines[0])] + lines[1:])
+    __str__ = __repr__
+    def _repr_markdown_(self):
+        esc = lambda s: s.replace('|', '\\|')
+        head = '| ' + ' | '.join(esc(h) for _,h,_ in self._cols) + ' |\n|' + '---|' * len(self._cols) + '\n'
+        body = ''.join('| ' + ' | '.join(esc(c) for c in self._cells(r)) + ' |\n' for r in self.rows)
+        return f'{esc(self._title())}\n\n' + head + body
 
 # %% ../nbs/60_merge.ipynb #bea4e2c0
 GENERIC_PROMPTS = ['Explain what a hash table is in two sentences.', 'Write a haiku about autumn.',
@@ -337,23 +245,48 @@ GENERIC_PROMPTS = ['Explain what a hash table is in two sentences.', 'Write a ha
     'Give three tips for writing clear emails.', 'Translate "good morning" into Spanish.',
     'What is 17 times 23?', 'Name a renewable source of energy and describe it briefly.']
 
+def _row_text(row:dict, tok) -> str:
+    "One trl-ready row (prompt/completion, messages or text) as the full text training saw"
+    msgs = row.get('messages') or (row['prompt'] + row['completion'] if isinstance(row.get('prompt'), list) else None)
+    if msgs is None: return row['text'] if row.get('text') else row['prompt'] + row['completion']
+    s = tok.apply_chat_template(msgs, tokenize=False)
+    return s[len(tok.bos_token):] if tok.bos_token and adds_bos(tok) and s.startswith(tok.bos_token) else s
+
+def eval_split_texts(run:Run, # a finished run
+                     n:int=8, # at most this many rows
+                    ) -> list[str]|None:
+    "Full texts of the run's own eval split (same data, recipe and seed as training), or None without one"
+    r = run.recipe
+    if not r.data.eval_split: return None
+    tok = run.tokenizer('right')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            out = prepare_dataset(r.data.path, tok, r)  # re-splits exactly as training did
+    except Exception: return None  # the data is gone, or was an in-memory dataset
+    ev = out[1] if isinstance(out, tuple) else None
+    return [_row_text(row, tok) for row in ev.select(range(min(n, len(ev))))] if ev is not None and len(ev) else None
+
 def fidelity_texts(run:Run|str|Path, # a run (or its directory)
-                   n:int=16, # number of texts
-                  ) -> list[str]:
-    "Held-out texts to measure a merge on: the toy's test split (prompt + answer), else generic prompts in the run's format"
+                   n:int=8, # number of texts
+                  ) -> tuple[list[str], str]:
+    "Held-out texts to measure a merge on, and where they came from: the run's eval split, else the toy's test split, else generic prompts"
     run = run if isinstance(run, Run) else read_run(run)
+    ev = eval_split_texts(run, n)
+    if ev: return ev, f"{len(ev)} rows of the run's eval split"
     path = run.recipe.data.path
     if path == 'toy' or path.startswith('toy:'):
         _, test = toy_task(path.split(':', 1)[1] if ':' in path else 'upper', seed=run.recipe.training.seed)
         test = test.select(range(min(n, len(test))))
-        return [p + c for p, c in zip(test['prompt'], test['completion'])]
+        return [p + c for p, c in zip(test['prompt'], test['completion'])], f"{len(test)} rows of the toy task's test split"
     tok = run.tokenizer()
-    return [format_prompt(p, run.style, tok) for p in GENERIC_PROMPTS[:n]]
+    texts = [format_prompt(p, run.style, tok) for p in GENERIC_PROMPTS[:n]]
+    return texts, f"{len(texts)} generic prompts (no eval split: set `data.eval_split` to measure on held-out rows)"
 
 class _Reference:
     "Logits of the model as trained (base + adapter) and of its base, on `texts`; no model kept in memory"
-    def __init__(self, run, texts, device_map=None):
-        self.run, self.texts, self.device_map, self.tok = run, texts, device_map, run.tokenizer()
+    def __init__(self, run, texts, device_map=None, source:str=''):
+        self.run, self.texts, self.device_map, self.tok, self.source = run, texts, device_map, run.tokenizer(), source
         m = load_trained(run, device_map=device_map)
         self.logits, self.mask = token_logits(m, self.tok, texts)
         with m.disable_adapter(): self.base, _ = token_logits(m, self.tok, texts)
@@ -377,6 +310,8 @@ class _Reference:
                    effect_kept=effect_kept(self.logits, self.base, lm, lb, self.mask))
         return model, tok, row
 
+    def report(self, rows:list) -> FidelityReport: return FidelityReport(self.base_rows() + rows, self.name, self.source)
+
 def merge_fidelity(run:Run|str|Path, # a run (or its directory)
                    into:str|list='16bit,dequantized,4bit', # variants to measure (comma-separated or a list)
                    texts:list[str]|None=None, # held-out texts; default: `fidelity_texts(run)`
@@ -387,13 +322,34 @@ def merge_fidelity(run:Run|str|Path, # a run (or its directory)
     variants = [v.strip() for v in into.split(',')] if isinstance(into, str) else list(into)
     for v in variants:
         if v not in INTO: raise QloraError(f"Unknown merge target `{v}`; choose from {', '.join(INTO)}.")
-    ref = _Reference(run, texts or fidelity_texts(run), device_map)
-    rows = ref.base_rows()
+    texts, source = (texts, f'{len(texts)} given texts') if texts else fidelity_texts(run)
+    ref = _Reference(run, texts, device_map, source)
+    rows = []
     for v in variants:
         m, _, row = ref.merged(v)
         rows.append(row)
         del m; _free()
-    return FidelityReport(rows, reference=ref.name)
+    return ref.report(rows)
+
+# %% ../nbs/60_merge.ipynb #cdb744a4
+MIN_EFFECT_KEPT = 0.95 # a merge keeping less of the adapter's effect than this warns
+
+def default_into(run:Run) -> str:
+    "`dequantized` for a QLoRA run (the weights its adapter trained against), `16bit` for LoRA trained on a 16-bit base"
+    return 'dequantized' if run.recipe.quantization.load_in_4bit else '16bit'
+
+def kept_warning(report:FidelityReport, # a report with a `merged: <into>` row
+                 into:str, # the variant written
+                 min_kept:float=MIN_EFFECT_KEPT) -> str|None:
+    "The warning for a merge that keeps less than `min_kept` of the adapter's effect (None when it keeps enough)"
+    row = report[f'merged: {into}']
+    if row['effect_kept'] >= min_kept: return None
+    better = [r for r in report.rows if r['variant'].startswith('merged: ') and r['effect_kept'] >= min_kept]
+    hint = (f" `{better[0]['variant'][8:]}` keeps {better[0]['effect_kept']:.1%}: merge with into='{better[0]['variant'][8:]}'." if better else
+            " Try into='dequantized' (the weights the adapter trained against)" + (", or serve the adapter unmerged." if into == 'dequantized' else '.'))
+    return (f"The `{into}` merge keeps only {row['effect_kept']:.1%} of the adapter's effect (greedy agreement with the model as "
+            f"trained {row['greedy_agreement']:.1%}, mean KL {row['mean_kl']:.2e}), below {min_kept:.0%}: the merged model is not "
+            f"the model you trained.{hint}")
 
 # %% ../nbs/60_merge.ipynb #9e7488d7
 def _gb(n): return f'{n / 1e9:.2f} GB'
@@ -495,43 +451,105 @@ def ollama_modelfile(tok, # the run's tokenizer
 # %% ../nbs/60_merge.ipynb #9eabf11b
 MERGE_INFO = 'qlora_merge.json'
 
-def merge_adapter(run_dir:str, # the run directory (runs/<name>)
+def merged_generation_config(gen:GenerationConfig, # the base model's generation config
+                             tok, # the run's tokenizer
+                            ) -> GenerationConfig:
+    "`gen` with the run's EOS added to its end tokens and PAD set; the tutorial's sampling defaults when the base sets none"
+    gen = GenerationConfig.from_dict(gen.to_dict())
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [e for e in [gen.eos_token_id] if e is not None]
+    if tok.eos_token_id not in eos: eos = [tok.eos_token_id] + eos
+    gen.eos_token_id = eos[0] if len(eos) == 1 else eos
+    gen.pad_token_id, gen.bos_token_id = tok.pad_token_id, tok.bos_token_id
+    if not gen.do_sample: gen.do_sample, gen.temperature, gen.top_p = True, 0.7, 0.9  # a base without sampling settings
+    return gen
+
+def merged_path(run:Run, # a finished run
+                into:str='auto', # auto, 16bit, dequantized or 4bit
+               ) -> Path:
+    "Where `merge_adapter` writes the run's merged model by default: `<run>/merged-<into>`"
+    return run.path/f"merged-{default_into(run) if into == 'auto' else into}"
+
+@dataclass
+class MergeResult:
+    "A merged model directory and its fidelity report: a table in notebooks and terminals, a path everywhere else"
+    path:Path # the merged model directory
+    into:str # the variant written: 16bit, dequantized or 4bit
+    report:FidelityReport|None # measured against the base + adapter as trained
+    warning:str|None = None # set when the merge keeps less than `MIN_EFFECT_KEPT` of the adapter's effect
+    def __fspath__(self) -> str: return str(self.path)
+    def __str__(self) -> str: return str(self.path)  # transformers' `from_pretrained` calls `str()` on a path
+    def __truediv__(self, other): return self.path / other
+    def __getattr__(self, k):  # name, iterdir(), exists(), ...: the path's
+        if k.startswith('_'): raise AttributeError(k)
+        return getattr(self.path, k)
+    def __repr__(self):
+        s = f"merged model ({self.into}) written to {self.path}"
+        if self.report: s += '\n' + repr(self.report)
+        return s + (f'\nWARNING: {self.warning}' if self.warning else '')
+    def _repr_markdown_(self):
+        s = f"merged model (`{self.into}`) written to `{self.path}`\n\n" + (self.report._repr_markdown_() if self.report else '')
+        return s + (f'\n**WARNING**: {self.warning}\n' if self.warning else '')
+
+def merge_adapter(run_dir:str|Path, # the run directory (runs/<name>)
                   out_dir:str|None=None, # where to write the merged model; default: <run_dir>/merged-<into>
-                  into:str='16bit', # 16bit (original weights), dequantized (the 4-bit weights trained against) or 4bit (re-quantized, lossy)
+                  into:str='auto', # auto (dequantized for QLoRA: the weights the adapter trained against), 16bit, dequantized or 4bit (lossy)
                   max_shard_size:str='2GB', # safetensors shard size
                   report:bool=True, # measure the merge against the base + adapter as trained (always on for 4bit)
                   overwrite:bool=False, # replace an existing out_dir
                   safe:bool=True, # refuse to write NaN/Inf weights
                   device_map=None, # default: this process's GPU, or the CPU
-                 ) -> Path:
-    "Merge the run's LoRA adapter into its base and save a standard model directory; returns its path"
+                  compare:bool=False, # also measure the other variants (one more model load each)
+                  warn:bool=True, # `warnings.warn` when the merge keeps less than `MIN_EFFECT_KEPT` (the CLI prints instead)
+                 ) -> MergeResult:
+    "Merge the run's LoRA adapter into its base, save a standard model directory; returns its path with the fidelity report"
     run = read_run(run_dir)
-    if into not in INTO: raise QloraError(f"Unknown merge target `{into}`; choose one of {', '.join(INTO)}.")
-    out = Path(out_dir).expanduser() if out_dir else run.path/f'merged-{into}'
+    into = default_into(run) if into == 'auto' else into
+    if into not in INTO: raise QloraError(f"Unknown merge target `{into}`; choose auto or one of {', '.join(INTO)}.")
+    out = Path(out_dir).expanduser() if out_dir else merged_path(run, into)
     if out.exists() and not overwrite: raise QloraError(f"`{out}` already exists. Pass overwrite=True (--overwrite) or another out_dir.")
     check_disk_space(out.parent, estimate_merged_bytes(run, into))  # before loading anything
-    rep = None
+    rep, msg = None, None
     if report or into == '4bit':
-        ref = _Reference(run, fidelity_texts(run), device_map)
+        texts, source = fidelity_texts(run)
+        ref = _Reference(run, texts, device_map, source)
+        rows = []
+        for v in [x for x in INTO if compare and x != into and (x != 'dequantized' or run.recipe.quantization.load_in_4bit)]:
+            m, _, row = ref.merged(v, safe); rows.append(row); del m; _free()
         model, tok, row = ref.merged(into, safe)
-        rep = FidelityReport(ref.base_rows() + [row], reference=ref.name)
+        rep = ref.report(rows + [row])
+        msg = kept_warning(rep, into)
     else: model, tok = merge_model(run, into, device_map=device_map, safe=safe)
-    if into == '4bit':
+    if warn and msg: warnings.warn(msg)
+    if into == '4bit' and warn:
         base = rep['base (no adapter)']
         warnings.warn(f"Merging into the 4-bit base re-quantizes the weights, which rounds adapter updates smaller than half an NF4 "
                       f"step away. Measured: the merge keeps {row['effect_kept']:.1%} of the adapter's effect, mean KL to the trained "
                       f"model {row['mean_kl']:.2e} (base without adapter: {base['mean_kl']:.2e}), greedy agreement "
-                      f"{row['greedy_agreement']:.1%}. Prefer into='16bit' or 'dequantized' (and quantize at load time).")
-    gen = model.generation_config
-    gen.eos_token_id, gen.pad_token_id, gen.bos_token_id = tok.eos_token_id, tok.pad_token_id, tok.bos_token_id
-    gen.do_sample, gen.temperature, gen.top_p = True, 0.7, 0.9
+                      f"{row['greedy_agreement']:.1%}. Prefer into='dequantized' (and quantize at load time).")
+    model.generation_config = merged_generation_config(model.generation_config, tok)
     info = dict(run=str(run.path.absolute()), into=into, style=run.style, base=run.recipe.model.name_or_path,
-                report=rep.to_dict() if rep else None)
+                report=rep.to_dict() if rep else None, warning=msg)
     files = {'Modelfile': ollama_modelfile(tok, run.style), MERGE_INFO: json.dumps(info, indent=1),
-             'recipe.ini': (run.path/'recipe.ini').read_text()}
-    return save_merged(model, tok, out, max_shard_size, overwrite, files)
+             'recipe.ini': run.recipe_path.read_text()}
+    return MergeResult(save_merged(model, tok, out, max_shard_size, overwrite, files), into, rep, msg)
+
 
 def read_merge_info(model_dir:str|Path) -> dict|None:
     "The `qlora_merge.json` of a merged model directory (None for other model directories)"
     f = Path(model_dir)/MERGE_INFO
     return json.loads(f.read_text()) if f.exists() else None
+
+# %% ../nbs/60_merge.ipynb #6d80d03e
+def merge_cli(run:str, # run directory written by `train` (runs/<name>)
+              out:str=None, # output directory (default: <run>/merged-<into>)
+              into:str='auto', # auto (dequantized for QLoRA: the weights the adapter trained against), 16bit, dequantized or 4bit (lossy)
+              max_shard_size:str='2GB', # safetensors shard size
+              overwrite:bool=False, # replace an existing output directory
+              compare:bool=False, # also measure the other merge variants (one model load each)
+             ) -> int:
+    "Merge a run's LoRA adapter into its base, write a standard model directory and print the fidelity report"
+    res = merge_adapter(run, out_dir=out, into=into, max_shard_size=max_shard_size, overwrite=overwrite, compare=compare, warn=False)
+    print(repr(res.report) if res.report else '(not measured)')
+    print(f'merged model ({res.into}) written to {res.path}')
+    if res.warning: print(f'WARNING: {res.warning}', file=sys.stderr)
+    return 0

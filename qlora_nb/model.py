@@ -12,12 +12,19 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from .recipe import QloraError, Recipe, load_recipe
 from .env import guard_cpu_repack
-from .quant import compute_dtype_for, quant_config
+import functools
+from torch import nn
+from peft import get_peft_model, prepare_model_for_kbit_training
+from .settings import resolve, VARLEN
+from .packing import register_varlen
+from .quant import quant_config
 from .lora import lora_config
 from .toy import toy_model_dir
 
 # %% auto #0
-__all__ = ['resolve_model_path', 'setup_tokenizer', 'choose_attention', 'default_device_map', 'load_tokenizer', 'load_model']
+__all__ = ['resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'liger_available',
+           'apply_liger', 'compile_layers', 'prepare_for_training', 'finish_for_training', 'default_device_map',
+           'load_tokenizer', 'load_model']
 
 # %% ../nbs/40_model.ipynb #e173fdf3
 def resolve_model_path(name_or_path:str, # hub id, local directory, or `toy` / `toy:mistral`
@@ -52,19 +59,88 @@ def setup_tokenizer(tok, # a transformers tokenizer
     tok.padding_side = padding_side
     return added
 
-# %% ../nbs/40_model.ipynb #1110cc40
-def choose_attention(requested:str='auto', # auto, sdpa, eager, flash_attention_2, flex_attention
-                     dtype:torch.dtype=torch.bfloat16, # the compute dtype
-                     cuda:bool|None=None, capability:tuple|None=None, flash_installed:bool|None=None, # detection overrides (tests)
-                    ) -> str:
-    "The attention implementation to load the model with"
-    if requested != 'auto': return requested
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    if flash_installed is None: flash_installed = importlib.util.find_spec('flash_attn') is not None
-    if capability is None: capability = torch.cuda.get_device_capability() if cuda else (0, 0)
-    if cuda and flash_installed and capability >= (8, 0) and dtype in (torch.bfloat16, torch.float16):
-        return 'flash_attention_2'
-    return 'sdpa'
+# %% ../nbs/40_model.ipynb #9ce7cf94
+def decoder_layers(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped
+                  ) -> list:
+    "The model's `GradientCheckpointingLayer`s (its decoder layers), in forward order"
+    from transformers.modeling_layers import GradientCheckpointingLayer
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers: raise QloraError(f"{type(model).__name__} has no GradientCheckpointingLayer decoder layers, so "
+                                    "checkpointing cannot be chosen per layer. Use training.gradient_checkpointing = true/false.")
+    return layers
+
+def partial_checkpointing(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped
+                          n_layers:int=-1, # checkpoint the first `n_layers` decoder layers; -1 = all, 0 = none
+                         ) -> int:
+    "Recompute only the first `n_layers` decoder layers in the backward pass; returns how many are checkpointed"
+    layers = decoder_layers(model)
+    n = len(layers) if n_layers < 0 else min(n_layers, len(layers))
+    # non-reentrant: gradients reach the LoRA weights inside a checkpoint even when the layer input needs no grad
+    fn = functools.partial(torch.utils.checkpoint.checkpoint, use_reentrant=False)
+    for i, layer in enumerate(layers):
+        layer._gradient_checkpointing_func = fn
+        layer.gradient_checkpointing = i < n
+    return n
+
+# %% ../nbs/40_model.ipynb #a86d49de
+def prepare_bf16(model:nn.Module, # a 4-bit (or 16-bit) transformers model, not yet peft-wrapped
+                 checkpoint_layers:int=-1, # decoder layers to checkpoint: -1 = all, 0 = none
+                ) -> nn.Module:
+    "peft's `prepare_model_for_kbit_training` without the float32 upcast: freeze the base, checkpoint `checkpoint_layers`"
+    for p in model.parameters(): p.requires_grad_(False)
+    if checkpoint_layers != 0: partial_checkpointing(model, checkpoint_layers)
+    return model
+
+# %% ../nbs/40_model.ipynb #f92fdb0d
+def liger_available() -> bool:
+    "Whether Liger kernels can run here: `liger_kernel` (and Triton) installed and a CUDA GPU present"
+    return (importlib.util.find_spec('liger_kernel') is not None and importlib.util.find_spec('triton') is not None
+            and torch.cuda.is_available())
+
+def apply_liger(model:nn.Module, # a loaded Llama/Mistral-family model, possibly peft-wrapped
+               ) -> int:
+    "Patch Liger's RMSNorm, SwiGLU and RoPE kernels into `model` (not its cross-entropy: trl chunks the loss); returns modules patched"
+    if not liger_available():
+        raise QloraError("training.liger = true needs a CUDA GPU and the liger-kernel package (`pip install liger-kernel`). "
+                         "Install it, or set training.liger = false.")
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    mt = getattr(base.config, 'model_type', None)
+    if mt not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        raise QloraError(f"Liger has no kernels for model type `{mt}`. Set training.liger = false for this model.")
+    _apply_liger_kernel_to_instance(model=base, rope=True, rms_norm=True, swiglu=True,
+                                    cross_entropy=False, fused_linear_cross_entropy=False)
+    return sum(1 for m in base.modules() if m._get_name().startswith('Liger'))
+
+# %% ../nbs/40_model.ipynb #881f8e26
+def compile_layers(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped
+                   backend:str='inductor', # torch.compile backend; 'aot_eager' traces without generating kernels
+                   dynamic:bool|None=None, # None: specialise first, mark varying sizes dynamic on recompile
+                  ) -> int:
+    "`torch.compile` every decoder layer in place (regional compilation); returns how many were compiled"
+    layers = decoder_layers(model)
+    for layer in layers: layer.compile(backend=backend, dynamic=dynamic)
+    return len(layers)
+
+# %% ../nbs/40_model.ipynb #da7a04b9
+def prepare_for_training(model:nn.Module, # the loaded base model (4-bit or 16-bit), not yet peft-wrapped
+                         recipe:Recipe, # the run's recipe
+                         checkpoint_layers:int|None=None, # from `auto_fit`; default: all or none per the recipe
+                        ) -> nn.Module:
+    "Freeze the base and set per-layer checkpointing; peft's float32 upcast when `resolve(recipe).upcast`"
+    if checkpoint_layers is None: checkpoint_layers = getattr(recipe.training, 'checkpoint_layers', -1) if recipe.training.gradient_checkpointing else 0
+    if not resolve(recipe).upcast: return prepare_bf16(model, checkpoint_layers)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if checkpoint_layers != 0: partial_checkpointing(model, checkpoint_layers)
+    return model
+
+def finish_for_training(model:nn.Module, # the peft-wrapped model
+                        recipe:Recipe, # the run's recipe
+                       ) -> nn.Module:
+    "Apply the post-LoRA fast-path switches: Liger kernels, then `torch.compile` of each decoder layer"
+    if recipe.training.liger: apply_liger(model)
+    if getattr(recipe.training, 'compile', False): compile_layers(model)
+    return model
 
 # %% ../nbs/40_model.ipynb #1c8a0b44
 def default_device_map():
@@ -96,10 +172,10 @@ def load_model(name_or_path:str|None=None, # hub id, local directory or `toy`; d
                **overrides) -> tuple:
     "Load `(model, tokenizer)`: 4-bit base per `recipe.quantization`, pad/EOS policy, repack guard, LoRA when `for_training`"
     r = load_recipe(recipe, **overrides)
-    if r.model.backend == 'unsloth':
-        from qlora_nb.fast import load_unsloth
-        return load_unsloth(r, name_or_path, for_training=for_training)
-    if r.model.backend != 'transformers':
+    if r.model.backend == 'unsloth' and for_training:
+        raise QloraError("model.backend = unsloth loads through `qlora_nb.unsloth.load_unsloth` (finetune calls it); "
+                         "load_model is the transformers path. Call load_unsloth, or set model.backend = transformers.")
+    if r.model.backend not in ('transformers', 'unsloth'):
         raise QloraError(f"Unknown model.backend `{r.model.backend}`; use transformers or unsloth.")
     src = resolve_model_path(name_or_path or r.model.name_or_path)
     trc = r.model.trust_remote_code
@@ -110,9 +186,9 @@ def load_model(name_or_path:str|None=None, # hub id, local directory or `toy`; d
     tok, added = load_tokenizer(src, trust_remote_code=trc)
     bnb = quant_config(r) if r.quantization.load_in_4bit else None
     if bnb is not None: _check_bnb()
-    dtype = compute_dtype_for(r.quantization.compute_dtype)
-    attn = choose_attention(r.model.attn_implementation, dtype)
-    model = AutoModelForCausalLM.from_pretrained(src, quantization_config=bnb, dtype=dtype, attn_implementation=attn,
+    s = resolve(r)
+    if s.attn_implementation == VARLEN: register_varlen()  # PyTorch's varlen flash kernel for packed batches
+    model = AutoModelForCausalLM.from_pretrained(src, quantization_config=bnb, dtype=s.compute_dtype, attn_implementation=s.attn_implementation,
                 device_map=device_map or default_device_map(), trust_remote_code=trc)
     n_emb = model.get_input_embeddings().num_embeddings
     if len(tok) > n_emb and not added:
@@ -122,11 +198,9 @@ def load_model(name_or_path:str|None=None, # hub id, local directory or `toy`; d
     guard_cpu_repack(model)
     model.config.pad_token_id = tok.pad_token_id
     if for_training:
-        from qlora_nb.fast import prepare_for_training, finish_for_training
         # freeze the base; peft's fp32 upcast of norms/embeddings unless `training.upcast_norms` is off (measured on the
         # H200: +38% tokens/s and -32% memory without it); gradient checkpointing on `training.checkpoint_layers` layers
         model = prepare_for_training(model, r)
-        from peft import get_peft_model
         torch.manual_seed(r.training.seed)  # LoRA's A matrices are random: seed them
         model = finish_for_training(get_peft_model(model, lora_config(r, model=model)), r)  # Liger kernels when asked
     return model, tok

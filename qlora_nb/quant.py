@@ -8,14 +8,14 @@ Docs: https://qlora-nb.github.io/qlora_nb/quantization.html.md"""
 from __future__ import annotations
 import math, warnings
 import torch
+from .arch import ARCHS, SIZES, cfg_value, linear_shapes, param_groups
 from .recipe import QloraError, Recipe, load_recipe
+from .settings import compute_dtype_for, parse_dtype
 
 # %% auto #0
-__all__ = ['NF4_OFFSET', 'ARCHS', 'SIZES', 'FORMATS', 'DTYPES', 'STORAGE_DTYPES', 'nf4_levels', 'fp4_levels', 'int4_levels',
-           'quantize_blockwise_4bit', 'dequantize_blockwise_4bit', 'pack_nibbles', 'unpack_nibbles', 'quant_error',
-           'dynamic_map', 'double_quantize', 'double_dequantize', 'bits_per_param', 'arch_config', 'linear_shapes',
-           'param_groups', 'count_params', 'weight_bytes', 'memory_table', 'parse_dtype', 'hardware',
-           'compute_dtype_for', 'quant_config']
+__all__ = ['NF4_OFFSET', 'FORMATS', 'STORAGE_DTYPES', 'nf4_levels', 'fp4_levels', 'int4_levels', 'quantize_blockwise_4bit',
+           'dequantize_blockwise_4bit', 'pack_nibbles', 'unpack_nibbles', 'quant_error', 'dynamic_map',
+           'double_quantize', 'double_dequantize', 'bits_per_param', 'weight_bytes', 'memory_table', 'quant_config']
 
 # %% ../nbs/10_quantization.ipynb #d71152e5
 NF4_OFFSET = 0.5*((1 - 1/(2*15)) + (1 - 1/(2*16))) # outermost quantile used for NF4 (QLoRA paper)
@@ -142,58 +142,6 @@ def bits_per_param(double_quant:bool, # quantize the absmax constants to 8 bits
     if not double_quant: return 4 + 32/blocksize
     return 4 + 8/blocksize + 32/(blocksize*dq_blocksize)
 
-# %% ../nbs/10_quantization.ipynb #dbb7866b
-ARCHS = {
-    'Llama-3.2-3B': dict(model_type='llama', hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
-        num_attention_heads=24, num_key_value_heads=8, head_dim=128, vocab_size=128256, tie_word_embeddings=True),
-    'Mistral-7B-v0.1': dict(model_type='mistral', hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
-    'Llama-2-13B': dict(model_type='llama', hidden_size=5120, intermediate_size=13824, num_hidden_layers=40,
-        num_attention_heads=40, num_key_value_heads=40, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
-    'Llama-2-70B': dict(model_type='llama', hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
-        num_attention_heads=64, num_key_value_heads=8, head_dim=128, vocab_size=32000, tie_word_embeddings=False),
-}
-SIZES = {'3B': 'Llama-3.2-3B', '7B': 'Mistral-7B-v0.1', '13B': 'Llama-2-13B', '70B': 'Llama-2-70B'} # short names
-
-def arch_config(name:str, # a key of `ARCHS` or `SIZES` ('7B')
-               ):
-    "The transformers config object (`LlamaConfig`, `MistralConfig`) for a known architecture"
-    from transformers import AutoConfig
-    name = SIZES.get(name, name)
-    if name not in ARCHS: raise QloraError(f"Unknown architecture `{name}`. Use one of: {', '.join([*SIZES, *ARCHS])}.")
-    kw = dict(ARCHS[name])
-    return AutoConfig.for_model(kw.pop('model_type'), **kw)
-
-# %% ../nbs/10_quantization.ipynb #4a1b96a6
-def _cfg(config, key, default=None):
-    return config.get(key, default) if isinstance(config, dict) else getattr(config, key, default)
-
-def linear_shapes(config) -> dict:
-    "`{name: (in_features, out_features)}` of the seven projections of one Llama/Mistral-style layer"
-    h, heads = _cfg(config, 'hidden_size'), _cfg(config, 'num_attention_heads')
-    kv = _cfg(config, 'num_key_value_heads') or heads
-    hd = _cfg(config, 'head_dim') or h // heads
-    inter = _cfg(config, 'intermediate_size')
-    return dict(q_proj=(h, heads*hd), k_proj=(h, kv*hd), v_proj=(h, kv*hd), o_proj=(heads*hd, h),
-                gate_proj=(h, inter), up_proj=(h, inter), down_proj=(inter, h))
-
-def param_groups(config, # a config dict (see `ARCHS`) or a transformers config object
-                ) -> dict:
-    "Parameter counts split into `linear` (quantizable), `embed`, `lm_head` and `norm` (kept in 16 bits)"
-    L, h, V = _cfg(config, 'num_hidden_layers'), _cfg(config, 'hidden_size'), _cfg(config, 'vocab_size')
-    shapes = linear_shapes(config)
-    bias = {k: _cfg(config, 'attention_bias', False) for k in ('q_proj', 'k_proj', 'v_proj', 'o_proj')}
-    bias |= {k: _cfg(config, 'mlp_bias', False) for k in ('gate_proj', 'up_proj', 'down_proj')}
-    weights = sum(i*o for i, o in shapes.values())
-    biases = sum(o for k, (i, o) in shapes.items() if bias[k])  # biases stay in 16 bits
-    return dict(linear=L*weights, embed=V*h, lm_head=0 if _cfg(config, 'tie_word_embeddings', True) else V*h,
-                norm=L*2*h + h + L*biases)
-
-def count_params(config, # a config dict (see `ARCHS`) or a transformers config object
-                ) -> int:
-    "Total parameters of a Llama/Mistral-style causal LM, from its config alone"
-    return sum(param_groups(config).values())
-
 # %% ../nbs/10_quantization.ipynb #ca4e6503
 FORMATS = ('fp32', 'bf16', 'int8', 'nf4', 'nf4+dq')
 
@@ -207,7 +155,7 @@ def weight_bytes(config, # a config dict (see `ARCHS`) or a transformers config 
     if fmt == 'fp32': return 4.0 * (g['linear'] + rest)
     if fmt == 'bf16': return 2.0 * (g['linear'] + rest)
     if fmt == 'int8':
-        rows = _cfg(config, 'num_hidden_layers') * sum(o for i, o in linear_shapes(config).values())
+        rows = cfg_value(config, 'num_hidden_layers') * sum(o for i, o in linear_shapes(config).values())
         return g['linear'] + 4.0*rows + 2.0*rest
     return g['linear'] * bits_per_param(fmt == 'nf4+dq') / 8 + 2.0*rest
 
@@ -217,46 +165,6 @@ def memory_table(archs:dict|None=None, # name -> config; `ARCHS` if None
     import pandas as pd
     archs = ARCHS if archs is None else archs
     return pd.DataFrame({fmt: {n: weight_bytes(c, fmt) / 1e9 for n, c in archs.items()} for fmt in FORMATS})
-
-# %% ../nbs/10_quantization.ipynb #b563b3bd
-DTYPES = {'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16,
-          'half': torch.float16, 'float32': torch.float32, 'fp32': torch.float32, 'float': torch.float32}
-
-def parse_dtype(name:str, # a dtype name like `bfloat16`, `bf16`, `float16`, `float32`
-                key:str='quantization.compute_dtype', # recipe key to name in the error
-               ) -> torch.dtype:
-    "The torch dtype called `name`, or a `QloraError` naming the valid choices"
-    if isinstance(name, torch.dtype): return name
-    d = DTYPES.get(str(name).strip().lower().removeprefix('torch.'))
-    if d is None: raise QloraError(f"Unknown dtype {name!r} for `{key}`. Use bfloat16, float16 or float32.")
-    return d
-
-def hardware() -> dict:
-    "Facts that decide the compute dtype: `cuda` (a CUDA GPU is visible) and `bf16` (it supports bfloat16 natively)"
-    cuda = torch.cuda.is_available()
-    return dict(cuda=cuda, bf16=cuda and torch.cuda.is_bf16_supported(including_emulation=False))
-
-def compute_dtype_for(requested:str='bfloat16', # the recipe's compute_dtype (or `auto`)
-                      cuda_available:bool|None=None, # override detection (tests); None = ask torch
-                      bf16_supported:bool|None=None, # override detection (tests); None = ask torch
-                     ) -> torch.dtype:
-    "The compute dtype to use on this hardware: bf16 where supported, fp16 (warned) on older GPUs, fp32 on CPU"
-    hw = hardware() if cuda_available is None or bf16_supported is None else {}
-    cuda = hw['cuda'] if cuda_available is None else cuda_available
-    bf16 = (hw['bf16'] if bf16_supported is None else bf16_supported) and cuda
-    want = None if str(requested).strip().lower() == 'auto' else parse_dtype(requested)
-    if not cuda:
-        if want not in (None, torch.float32):
-            warnings.warn(f"compute_dtype={requested} but no CUDA GPU is visible: bitsandbytes 4-bit on CPU runs in float32, "
-                          "so float32 is used. Set `quantization.compute_dtype = float32` to silence this.", stacklevel=2)
-        return torch.float32
-    if want in (None, torch.bfloat16):
-        if bf16: return torch.bfloat16
-        if want is not None:
-            warnings.warn("This GPU has no native bfloat16 (compute capability < 8.0): using float16 instead. "
-                          "Set `quantization.compute_dtype = float16` to silence this; consider a lower lr if loss spikes.", stacklevel=2)
-        return torch.float16
-    return want
 
 # %% ../nbs/10_quantization.ipynb #8a01b6bb
 STORAGE_DTYPES = {'uint8': torch.uint8, 'bfloat16': torch.bfloat16, 'bf16': torch.bfloat16, 'float16': torch.float16,

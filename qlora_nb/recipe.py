@@ -6,13 +6,14 @@ Docs: https://qlora-nb.github.io/qlora_nb/recipe.html.md"""
 
 # %% ../nbs/01_recipe.ipynb #4ad339e3
 from __future__ import annotations
-import configparser, dataclasses, difflib, os, typing
+import configparser, dataclasses, difflib, math, os, re, typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SECTIONS', 'HF_ALIASES', 'TOY_OVERRIDES', 'QloraError', 'ModelSection', 'QuantSection', 'LoraSection', 'DataSection',
-           'TrainingSection', 'DistributedSection', 'OutputSection', 'Recipe', 'resolve_key', 'override', 'read_recipe',
+__all__ = ['SECTIONS', 'HF_ALIASES', 'RANGES', 'CHOICES', 'TOY_OVERRIDES', 'QloraError', 'ModelSection', 'QuantSection',
+           'LoraSection', 'DataSection', 'TrainingSection', 'DistributedSection', 'OutputSection', 'Recipe',
+           'resolve_key', 'override', 'parse_overrides', 'where', 'check_choice', 'validate', 'read_recipe',
            'write_recipe', 'find_recipe', 'load_recipe', 'toy_recipe']
 
 # %% ../nbs/01_recipe.ipynb #cd01a19c
@@ -59,6 +60,9 @@ class DataSection:
     completion_only:bool = True # loss on responses only; false = whole sequence
     packing:bool = False # pack several examples per sequence
     eval_split:float = 0.0 # held-out fraction (<1) or count (>=1); 0 = none
+    on_error:str = 'raise' # a bad row: raise (stop, naming the row) or drop (skip it; counted and reported)
+    chat_template:str = '' # empty = the tokenizer's own; a named template (chatml, llama3, mistral, alpaca) or a .jinja file
+    preference:str = 'refuse' # preference data (prompt/chosen/rejected, KTO labels): refuse, or chosen (SFT on the chosen answers)
 
 @dataclass
 class TrainingSection:
@@ -72,7 +76,7 @@ class TrainingSection:
     warmup:float = 0.03 # warmup: fraction of total steps (<1) or a number of steps
     optimizer:str = 'paged_adamw_8bit' # paged_adamw_8bit, adamw_torch, adamw_8bit, ...
     max_grad_norm:float = 0.3 # gradient clipping
-    weight_decay:float = 0.0 # AdamW weight decay
+    weight_decay:float = 0.01 # AdamW weight decay (the seed's value)
     gradient_checkpointing:bool = True # recompute activations in backward to save memory
     checkpoint_layers:int = -1 # decoder layers to checkpoint when gradient_checkpointing: -1 = all (auto_fit may choose fewer)
     upcast_norms:bool = True # peft's k-bit prep: norms/embeddings/lm_head in fp32; false keeps bf16 (faster, less memory)
@@ -83,6 +87,8 @@ class TrainingSection:
     logging_steps:int = 10 # log every N optimizer steps
     save_steps:int = 100 # checkpoint every N steps
     eval_steps:int = 100 # evaluate every N steps (when an eval split exists)
+    save_total_limit:int = 3 # checkpoints kept while training (older ones are pruned); 0 = keep all
+    report_to:str = 'none' # experiment trackers: none, or comma-separated tensorboard, wandb, mlflow, trackio, ...
     seed:int = 42 # seed for data order and adapter initialisation
 
 @dataclass
@@ -187,32 +193,159 @@ def override(recipe:Recipe, # recipe to start from
              **kw) -> Recipe:
     "A copy of `recipe` with `kw` applied; keys are `section.key` or unique bare keys (`lr`, `r`)"
     new = Recipe(**{s: dataclasses.replace(getattr(recipe, s)) for s in SECTIONS})
+    new._where = dict(getattr(recipe, '_where', {}))  # `section.key` -> where its value came from (file and line)
     for k,v in kw.items():
         s,key = resolve_key(k)
         setattr(getattr(new, s), key, _convert(s, key, v))
+        new._where[f'{s}.{key}'] = 'an override'
     return new
 
 Recipe.override = override
 
+# %% ../nbs/01_recipe.ipynb #ebe9a1b4
+def _is_number(s:str) -> bool:
+    try: float(s); return True
+    except ValueError: return False
+
+def parse_overrides(rest:list[str]) -> dict:
+    "`['--training.lr', '1e-4', '--lora.r=8']` -> `{'training.lr': '1e-4', 'lora.r': '8'}` (keys are validated)"
+    out, i = {}, 0
+    while i < len(rest):
+        a = rest[i]
+        if not a.startswith('--'): raise QloraError(f"Unexpected argument `{a}`. Recipe overrides look like `--training.lr 1e-4`.")
+        k, eq, v = a[2:].partition('=')
+        resolve_key(k)
+        if not eq:
+            nxt = rest[i+1] if i+1 < len(rest) else None
+            if nxt is None or (nxt.startswith('--') and not _is_number(nxt)):  # `--training.lr --output.name x`
+                got = f" (the next argument is the option `{nxt}`)" if nxt else ''
+                raise QloraError(f"`{a}` needs a value{got}. Write `{a} VALUE` or `{a}=VALUE`.")
+            v, i = nxt, i+1
+        out[k.replace('-', '_')] = v
+        i += 1
+    return out
+
+# %% ../nbs/01_recipe.ipynb #f0d09ed4
+def where(recipe:Recipe, key:str) -> str:
+    "Where `recipe`'s value of `key` came from: ` (settings.ini line 42)`, ` (an override)`, or ''"
+    w = getattr(recipe, '_where', {}).get(key)
+    return f' ({w})' if w else ''
+
+def check_choice(recipe:Recipe, # the recipe to check
+                 key:str, # `section.key`
+                 choices, # the valid values
+                 fix:str='', # how to fix it, when more than "use one of the choices"
+                ):
+    "`QloraError` naming `key`, where it was set, the closest valid value and the choices, unless the value is one of `choices`"
+    s, k = key.split('.')
+    v, choices = getattr(getattr(recipe, s), k), [str(c) for c in choices]
+    if str(v) in choices: return
+    m = difflib.get_close_matches(str(v).lower(), choices, n=1, cutoff=0.5)
+    raise QloraError(f"`{key}` = {v!r}{where(recipe, key)} is not a valid choice." + (f" Did you mean `{m[0]}`?" if m else '') +
+                     f" Use one of: {', '.join(choices)}.{' ' + fix if fix else ''}")
+
+def _num(lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
+    "A range test for a number"
+    def ok(v):
+        if isinstance(v, float) and not math.isfinite(v): return False
+        if integer and float(v) != int(v): return False
+        if lo is not None and (v <= lo if lo_open else v < lo): return False
+        return not (hi is not None and (v >= hi if hi_open else v > hi))
+    return ok
+
+RANGES = { # key -> (test, what the value must be)
+    'training.lr': (_num(0, lo_open=True), 'a number > 0 (e.g. 2e-4)'),
+    'training.epochs': (_num(0), 'a number >= 0 (passes over the data)'),
+    'training.max_steps': (lambda v: v == -1 or v >= 1, '-1 (use epochs) or a step count >= 1'),
+    'training.batch_size': (_num(1), 'an integer >= 1'),
+    'training.grad_accum': (_num(1), 'an integer >= 1'),
+    'training.warmup': (lambda v: _num(0, 1, hi_open=True)(v) or (_num(1)(v) and float(v).is_integer()),
+                        'a fraction of the steps in [0, 1) or a whole number of steps'),
+    'training.max_grad_norm': (_num(0), 'a number >= 0 (0 = no clipping)'),
+    'training.weight_decay': (_num(0), 'a number >= 0'),
+    'training.checkpoint_layers': (_num(-1), '-1 (all layers) or a layer count >= 0'),
+    'training.logging_steps': (_num(1), 'an integer >= 1'),
+    'training.save_steps': (_num(1), 'an integer >= 1'),
+    'training.eval_steps': (_num(1), 'an integer >= 1'),
+    'training.save_total_limit': (_num(0), 'an integer >= 0 (0 = keep every checkpoint)'),
+    'training.seed': (_num(0, 2**32, hi_open=True), 'an integer in [0, 2**32)'),
+    'lora.r': (_num(1), 'an integer >= 1'),
+    'lora.alpha': (_num(0, lo_open=True), 'a number > 0'),
+    'lora.dropout': (_num(0, 1, hi_open=True), 'a probability in [0, 1)'),
+    'data.max_length': (_num(1), 'an integer >= 1 (tokens per example)'),
+    'data.eval_split': (lambda v: _num(0, 1, hi_open=True)(v) or (_num(1)(v) and float(v).is_integer()),
+                        'a fraction in [0, 1) or a whole number of rows (0 = no eval split)'),
+    'distributed.num_processes': (_num(0), 'an integer >= 0 (0 = one per GPU)'),
+}
+CHOICES = { # key -> the valid values (library-defined choices are checked by the training module)
+    'model.backend': ('transformers', 'unsloth'), 'quantization.quant_type': ('nf4', 'fp4'),
+    'quantization.compute_dtype': ('auto', 'bfloat16', 'bf16', 'float16', 'fp16', 'half', 'float32', 'fp32', 'float'),
+    'lora.bias': ('none', 'all', 'lora_only'), 'data.on_error': ('raise', 'drop'), 'data.preference': ('refuse', 'chosen'),
+    'distributed.strategy': ('none', 'ddp', 'fsdp'),
+}
+
+def validate(recipe:Recipe, # the recipe to check
+            ) -> Recipe:
+    "`recipe` when every value is in range and every fixed choice valid; else `QloraError` naming key, source and fix"
+    for key, (ok, must) in RANGES.items():
+        s, k = key.split('.')
+        v = getattr(getattr(recipe, s), k)
+        if not ok(v): raise QloraError(f"`{key}` = {v!r}{where(recipe, key)} is out of range: it must be {must}. Fix the value in the recipe or the override.")
+    for key, choices in CHOICES.items(): check_choice(recipe, key, choices)
+    t, o = recipe.training, recipe.output
+    if t.max_steps == -1 and t.epochs <= 0:
+        raise QloraError(f"`training.epochs` = {t.epochs}{where(recipe, 'training.epochs')} with `training.max_steps` = -1 trains nothing. "
+                         "Set epochs > 0 or max_steps >= 1.")
+    if not recipe.model.name_or_path.strip(): raise QloraError(f"`model.name_or_path` is empty{where(recipe, 'model.name_or_path')}. Name a hub id, a local directory, or `toy`.")
+    if not o.dir.strip(): raise QloraError(f"`output.dir` is empty{where(recipe, 'output.dir')}. Name the parent directory of runs, e.g. `runs`.")
+    bad = not o.name.strip() or o.name in ('.', '..') or re.search(r'[/\\\x00]', o.name) or re.search(r'\.(incomplete|lock)(\.|$)', o.name)
+    if bad: raise QloraError(f"`output.name` = {o.name!r}{where(recipe, 'output.name')} is not a run name: use a plain directory name "
+                             "(no `/`, not `.`/`..`, not ending in .incomplete or .lock), e.g. `mistral-alpaca`.")
+    return recipe
+
 # %% ../nbs/01_recipe.ipynb #385b300e
+def _ini_lines(text:str) -> dict:
+    "`section.key` -> line number, for the `key = value` lines of an ini text"
+    out, sec = {}, None
+    for n, line in enumerate(text.splitlines(), 1):
+        if m := re.match(r'\s*\[([^\]]+)\]', line): sec = m.group(1).strip()
+        elif sec and (m := re.match(r'([^\s#;=:][^=:]*?)\s*[=:]', line)): out.setdefault(f'{sec}.{m.group(1).strip().lower()}', n)
+    return out
+
+def _ini_error(path, e) -> QloraError:
+    "A configparser error as one line naming the file, the line and the fix"
+    if isinstance(e, configparser.DuplicateOptionError):
+        return QloraError(f"Recipe file `{path}` line {e.lineno}: key `{e.option}` appears twice in section `[{e.section}]`. Keep one of the two lines.")
+    if isinstance(e, configparser.DuplicateSectionError):
+        return QloraError(f"Recipe file `{path}` line {e.lineno}: section `[{e.section}]` appears twice. Merge the two sections.")
+    if isinstance(e, configparser.MissingSectionHeaderError):
+        return QloraError(f"Recipe file `{path}` line {e.lineno}: `{e.line.strip()}` comes before any `[section]` header. Put it under its section, e.g. `[training]`.")
+    if isinstance(e, configparser.ParsingError) and e.errors:
+        n, line = e.errors[0]
+        return QloraError(f"Recipe file `{path}` line {n}: cannot read `{str(line).strip()}`. Write `key = value`.")
+    return QloraError(f"Recipe file `{path}` is not a valid ini file ({e.__class__.__name__}). Fix its syntax: `[section]` headers and `key = value` lines.")
+
 def read_recipe(path:str|Path='settings.ini', # ini file with [model], [quantization], [lora], [data], [training], [output]
                 **overrides) -> Recipe:
-    "Read a `Recipe` from the ini file at `path`, then apply `overrides`"
+    "Read a `Recipe` from the ini file at `path`, then apply `overrides`; every value is validated, errors name file and line"
     path = Path(path)
     if not path.exists(): raise QloraError(f"Recipe file `{path}` not found. Pass the path of a settings.ini, or use `Recipe()` for the defaults.")
+    try: text = path.read_text(encoding='utf-8')
+    except (OSError, UnicodeDecodeError) as e:
+        raise QloraError(f"Recipe file `{path}` cannot be read ({e.__class__.__name__}: {getattr(e, 'strerror', None) or e}). Pass a readable UTF-8 ini file.") from None
     cp = configparser.ConfigParser(inline_comment_prefixes=('#',), interpolation=None)
-    try: cp.read(path)
-    except configparser.Error as e:
-        raise QloraError(f"Recipe file `{path}` is not a valid ini file ({e.__class__.__name__}). Fix its syntax: `[section]` headers and `key = value` lines.") from None
-    kw = {}
+    try: cp.read_string(text, source=str(path))
+    except configparser.Error as e: raise _ini_error(path, e) from None
+    lines, r = _ini_lines(text), Recipe()
     for s in cp.sections():
         if s not in SECTIONS:
             raise QloraError(f"Unknown section `[{s}]` in `{path}`.{_suggest(s, list(SECTIONS))} Sections: {', '.join(SECTIONS)}.")
         for k,v in cp[s].items():
-            try: resolve_key(f'{s}.{k}')
-            except QloraError as e: raise QloraError(f"{e} (in `{path}`)") from None
-            kw[f'{s}.{k}'] = v
-    return override(Recipe(), **kw).override(**overrides)
+            at = f"`{path}` line {lines.get(f'{s}.{k}', '?')}"
+            try: r = r.override(**{f'{s}.{k}': v})
+            except QloraError as e: raise QloraError(f"{e} (in {at})") from None
+            r._where[f'{s}.{k}'] = f"{path} line {lines.get(f'{s}.{k}', '?')}"
+    return validate(r.override(**overrides))
 
 def write_recipe(recipe:Recipe, # recipe to save
                  path:str|Path, # destination ini file
@@ -231,16 +364,16 @@ def find_recipe(start:str|Path='.', # directory to start the search from
     p = Path(start).resolve()
     for d in [p, *p.parents]:
         f = d/'settings.ini'
-        if f.exists() and '[training]' in f.read_text(): return f
+        if f.is_file() and '[training]' in f.read_text(errors='replace'): return f
     return None
 
 def load_recipe(recipe:Recipe|str|Path|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
                 **overrides) -> Recipe:
-    "The recipe that pipeline functions use: `recipe` (or the project's settings.ini, or the defaults) with `overrides`"
-    if isinstance(recipe, Recipe): return recipe.override(**overrides)
+    "The recipe that pipeline functions use: `recipe` (or the project's settings.ini, or the defaults) with `overrides`, validated"
+    if isinstance(recipe, Recipe): return validate(recipe.override(**overrides))
     if recipe is None:
         found = find_recipe()
-        return read_recipe(found, **overrides) if found else Recipe().override(**overrides)
+        return read_recipe(found, **overrides) if found else validate(Recipe().override(**overrides))
     return read_recipe(recipe, **overrides)
 
 # %% ../nbs/01_recipe.ipynb #00c208fe

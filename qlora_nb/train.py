@@ -6,50 +6,112 @@ Docs: https://qlora-nb.github.io/qlora_nb/train.html.md"""
 
 # %% ../nbs/50_train.ipynb #5058b1db
 from __future__ import annotations
-import dataclasses, functools, json, math, os, resource, shutil, sys, time, warnings
+import contextlib, dataclasses, difflib, functools, importlib.util, json, math, os, resource, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
 from transformers import TrainerCallback
 import trl  # trl.SFTConfig/SFTTrainer looked up at call time: Unsloth, when used, replaces them at import
-from .recipe import QloraError, Recipe, load_recipe, write_recipe, toy_recipe
-from .env import env_report
+from dataclasses import dataclass
+from accelerate import PartialState
+from transformers import AutoConfig
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from .recipe import QloraError, Recipe, check_choice, load_recipe, toy_recipe
+from .env import Hardware, env_report
+from .settings import VARLEN, Settings, resolve, check_one_process
+from .data import prepare_dataset, check_dataset, save_template
+from .packing import check_packing
 from .model import load_model, load_tokenizer, resolve_model_path
-from .data import prepare_dataset, check_dataset, sft_data_args, check_packing, detect_format, load_data, save_template
+from .unsloth import load_unsloth, unsloth_available
+from .memory import advise, auto_fit, estimate_recipe, fits
+from .run import (Run, base_identity, check_resume, data_fingerprint, last_checkpoint, pick_checkpoint, prepare_work,
+                          read_summary, replace_finished, run_lock, set_aside_incomplete, start_provenance, write_trained_recipe)
 
 # %% auto #0
-__all__ = ['sft_config', 'peak_memory_gb', 'in_notebook', 'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'preflight',
-           'memory_preflight', 'trained_recipe', 'finetune', 'read_summary']
+__all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
+           'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
+           'memory_preflight', 'Plan', 'plan_run', 'build_trainer', 'run_rows', 'save_run', 'resume_hint', 'finetune']
+
+# %% ../nbs/50_train.ipynb #0dd9df11
+NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
+
+def check_choices(recipe:Recipe, # the recipe to check
+                 ) -> Recipe:
+    "`QloraError` with the closest valid name when the scheduler, optimizer or attention is unknown to the installed transformers"
+    check_choice(recipe, 'training.lr_scheduler', [s.value for s in SchedulerType if s.value not in NEEDS_KWARGS],
+                 f"({', '.join(NEEDS_KWARGS)} need scheduler arguments a recipe cannot give.)")
+    check_choice(recipe, 'training.optimizer', [o.value for o in OptimizerNames])
+    if '/' not in recipe.model.attn_implementation:  # a hub kernel repo (kernels-community/...) is checked by transformers
+        check_choice(recipe, 'model.attn_implementation', ['auto', 'eager', VARLEN, *ALL_ATTENTION_FUNCTIONS.keys()])
+    return recipe
+
+# %% ../nbs/50_train.ipynb #ccccaae9
+def trackers(value:str, # the recipe's `training.report_to`: none, or comma-separated integration names
+            ) -> list[str]:
+    "`training.report_to` as transformers' list of integrations; an unknown name or a missing package raises `QloraError`"
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+    names = [n.strip().lower() for n in str(value).split(',') if n.strip() and n.strip().lower() != 'none']
+    for n in names:
+        if n not in INTEGRATION_TO_CALLBACK:
+            close = difflib.get_close_matches(n, list(INTEGRATION_TO_CALLBACK), n=1)
+            raise QloraError(f"training.report_to: unknown tracker `{n}`." + (f" Did you mean `{close[0]}`?" if close else '') +
+                             f" Use none or any of: {', '.join(INTEGRATION_TO_CALLBACK)}.")
+    missing = [n for n in names if n not in get_available_reporting_integrations()]
+    if missing:
+        pip = dict(comet_ml='comet-ml', azure_ml='azureml-core', flyte='flytekit')   # where the package name differs
+        how = ' and '.join(f"`pip install 'qlora_nb[tensorboard]'`" if n == 'tensorboard' else f"`pip install {pip.get(n, n)}`" for n in missing)
+        raise QloraError(f"training.report_to = {value}: {', '.join(missing)} is not installed here. Install it ({how}), "
+                         "or set training.report_to = none.")
+    return names
 
 # %% ../nbs/50_train.ipynb #57fecbe2
-def sft_config(recipe:Recipe, # the run's recipe
+# transformers >= 5.2x renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns); older 5.x has only the old one
+CHECKPOINTING_ARG = next((n for n in ('activation_checkpointing', 'gradient_checkpointing') if n in {f.name for f in dataclasses.fields(trl.SFTConfig)}))
+
+def sft_config(recipe:Recipe|str|None, # the run's recipe
                output_dir:str|Path, # where the trainer writes checkpoints
                has_eval:bool=False, # an eval split exists
-               cuda:bool|None=None, # a CUDA GPU is used (default: detect)
+               cuda:bool|None=None, # train on a CUDA GPU (default: detect)
+               columns:list|None=None, # the training dataset's columns: they decide which loss mask trl applies
                **kw) -> 'trl.SFTConfig':
-    "Today's `SFTConfig` for `recipe` (the seed's arguments under their current names)"
-    t, d, q = recipe.training, recipe.data, recipe.quantization
-    cuda = torch.cuda.is_available() if cuda is None else cuda
-    if t.optimizer.startswith('paged') and not cuda:
+    "Today's `SFTConfig` for `recipe`: the one place where recipe keys become trainer arguments"
+    r = check_choices(load_recipe(recipe))
+    t, d = r.training, r.data
+    s = resolve(r, None if cuda is None else Hardware(cuda=cuda, bf16=cuda, capability=(8, 0) if cuda else (0, 0), n_gpus=int(cuda)))
+    if t.optimizer.startswith('paged') and not s.cuda:
         raise QloraError(f"training.optimizer = {t.optimizer} needs a CUDA GPU (paged optimizer states live in unified memory). "
                          "On CPU set `training.optimizer = adamw_torch`.")
-    bf16 = cuda and q.compute_dtype in ('bfloat16', 'bf16', 'auto') and torch.cuda.is_bf16_supported()
-    fp16 = cuda and not bf16 and q.compute_dtype in ('float16', 'fp16', 'bfloat16', 'bf16', 'auto')
+    if t.activation_offloading and not s.cuda:
+        raise QloraError("training.activation_offloading = true moves GPU activations to CPU memory, and there is no "
+                         "CUDA GPU here. Set training.activation_offloading = false.")
+    cols = set(columns or ())
     args = dict(output_dir=str(output_dir),
+        # the schedule
         num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup, optim=t.optimizer,
         max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
-        # load_model already enabled checkpointing (peft's prepare step); the trainer must not do it twice
-        gradient_checkpointing=False,
+        # precision and placement, as `resolve` decided them (the same dtype the model is loaded in)
+        bf16=s.bf16, fp16=s.fp16, use_cpu=not s.cuda, dataloader_pin_memory=s.cuda,
+        # memory: load_model already set per-layer checkpointing and Liger's kernels; the trainer must not do either twice
+        **{CHECKPOINTING_ARG: False}, use_liger_kernel=False, activation_offloading=t.activation_offloading,
+        # logging, saving, evaluation: RunLog prints one line per log step, so no progress bar
         logging_steps=t.logging_steps, logging_first_step=True, save_strategy='steps', save_steps=t.save_steps,
         eval_strategy='steps' if has_eval else 'no', eval_steps=t.eval_steps if has_eval else None,
-        bf16=bf16, fp16=fp16, use_cpu=not cuda, report_to='none', disable_tqdm=False,
-        max_length=d.max_length, packing=d.packing, completion_only_loss=d.completion_only,
-        dataloader_pin_memory=cuda, remove_unused_columns=True)
+        report_to=trackers(t.report_to) or 'none', save_total_limit=t.save_total_limit or None, disable_tqdm=True,
+        include_num_input_tokens_seen='non_padding',  # kept in trainer_state.json, so token counts survive a resume
+        # data, as prepare_dataset shaped it: loss on completions (prompt/completion) or assistant turns (messages)
+        max_length=d.max_length, dataset_text_field='text', packing=d.packing, padding_free=d.packing,
+        completion_only_loss=d.completion_only and (not cols or 'prompt' in cols),
+        assistant_only_loss=d.completion_only and 'messages' in cols, remove_unused_columns=True)
     if d.packing: args.update(packing_strategy='bfd')
     args.update(kw)
-    return trl.SFTConfig(**args)
+    try: return trl.SFTConfig(**args)
+    except ValueError as e:  # a combination the trainer refuses (e.g. reduce_lr_on_plateau without an eval split)
+        raise QloraError(f"The trainer refuses this recipe: {str(e).strip().splitlines()[0]} Fix the [training] values it names.") from None
 
 # %% ../nbs/50_train.ipynb #ad1d3e3b
 def peak_memory_gb() -> float:
@@ -58,17 +120,26 @@ def peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 def in_notebook() -> bool:
-    try: return type(get_ipython()).__name__ == 'ZMQInteractiveShell'  # noqa: F821
-    except NameError: return False
+    "Whether output goes to a notebook (JupyterLab, or execnb running one for the tests and docs), not a terminal"
+    try: from IPython import get_ipython
+    except ImportError: return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ != 'TerminalInteractiveShell'
+
+def _live() -> bool:
+    "A live Jupyter kernel: displays can be updated in place while training runs"
+    try: from IPython import get_ipython
+    except ImportError: return False
+    return type(get_ipython()).__name__ == 'ZMQInteractiveShell'
 
 class RunLog(TrainerCallback):
     "Append loss, lr, tokens/s and peak memory to `path` (jsonl) at each log; print lines when `echo`"
-    def __init__(self, path:str|Path, echo:bool=True): self.path,self.echo,self.rows = Path(path),echo,[]
+    def __init__(self, path:str|Path, echo:bool=True, segment:int=0): self.path,self.echo,self.rows,self.handle,self.segment = Path(path),echo,[],None,segment
     def on_train_begin(self, args, state, control, **kw): self.t0,self.tok0,self.last = time.time(),None,None
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero: return  # one line per event, written by rank 0 only
         logs, now = dict(logs or {}), time.time()
-        row = dict(step=state.global_step, time=round(now - self.t0, 3), **{k: v for k,v in logs.items() if isinstance(v, (int, float))})
+        row = dict(step=state.global_step, segment=self.segment, time=round(now - self.t0, 3), **{k: v for k,v in logs.items() if isinstance(v, (int, float))})
         if 'num_tokens' in logs and 'loss' in logs:
             if self.last is not None and now > self.last[0]:
                 row['tokens_per_s'] = round((logs['num_tokens'] - self.last[1]) / (now - self.last[0]), 1)
@@ -76,9 +147,22 @@ class RunLog(TrainerCallback):
         row['peak_mem_gb'] = round(peak_memory_gb(), 3)
         self.rows.append(row)
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
-        if self.echo and not in_notebook():
-            parts = [f"step {row['step']}"] + [f"{k} {row[k]:.4g}" for k in ('loss','eval_loss','learning_rate','tokens_per_s','peak_mem_gb') if k in row]
-            print('  '.join(parts), file=sys.stderr)
+        if self.echo and state.max_steps: self.show(row, state.max_steps)
+    def line(self, row:dict, total:int) -> str:
+        "One compact progress line: step, loss, eval loss, learning rate, tokens/s, memory"
+        parts = [f"step {row['step']}/{total}"] + [f"{k.replace('_', ' ')} {row[k]:.4g}" for k in
+                 ('loss', 'eval_loss', 'learning_rate', 'tokens_per_s', 'peak_mem_gb') if k in row]
+        return '  '.join(parts)
+    def show(self, row, total):
+        if not in_notebook(): print(self.line(row, total), file=sys.stderr); return
+        if not _live(): return   # a notebook run by the tests or the docs build: one line at the end (on_train_end)
+        from IPython.display import display
+        text = {'text/plain': self.line(row, total)}
+        if self.handle is None: self.handle = display(text, raw=True, display_id=True)
+        else: self.handle.update(text, raw=True)
+    def on_train_end(self, args, state, control, **kw):
+        if self.echo and in_notebook() and not _live() and self.rows and state.is_world_process_zero:
+            print(self.line(self.rows[-1], state.max_steps))
 
 class LivePlot(TrainerCallback):
     "Redraw the train/eval loss curves in place (JupyterLab)"
@@ -87,7 +171,11 @@ class LivePlot(TrainerCallback):
         if not logs: return
         if 'loss' in logs: self.train.append((state.global_step, logs['loss']))
         if 'eval_loss' in logs: self.eval.append((state.global_step, logs['eval_loss']))
-        self.draw()
+        if _live(): self.draw()
+    def on_train_end(self, args, state, control, **kw):
+        if in_notebook() and not _live() and self.train and state.is_world_process_zero:
+            from IPython.display import display
+            display(self.figure())
     def figure(self):
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -97,7 +185,6 @@ class LivePlot(TrainerCallback):
         plt.close(fig)
         return fig
     def draw(self):
-        if not in_notebook(): return
         from IPython.display import display
         fig = self.figure()
         if self.handle is None: self.handle = display(fig, display_id=True)
@@ -131,13 +218,38 @@ def get_data(recipe:Recipe, tok, data=None) -> tuple[Dataset, Dataset|None]:
     out = prepare_dataset(recipe.data.path if data is None else data, tok, recipe)
     return out if isinstance(out, tuple) else (out, None)
 
+def total_steps(recipe:Recipe, n_train:int, world:int=1) -> int:
+    "Optimizer steps the run will take: `max_steps`, or epochs x steps per epoch"
+    t = recipe.training
+    if t.max_steps > 0: return t.max_steps
+    per_epoch = max(math.ceil(n_train / (t.batch_size * world)) // t.grad_accum, 1)
+    return math.ceil(t.epochs * per_epoch)
+
+def disk_preflight(recipe:Recipe, # the run's recipe
+                   work:Path, # the work directory (its disk is checked)
+                   n_trainable:int, # trainable (adapter) parameters
+                   steps:int, # optimizer steps of the run
+                   free:int|None=None, # free bytes; default: the disk's
+                  ) -> int:
+    "`QloraError` with numbers and fixes when the checkpoints the run keeps will not fit on the disk; returns bytes needed"
+    t = recipe.training
+    ckpt = n_trainable * 12 + (2 << 20)   # fp32 adapter + AdamW's two fp32 moments + tokenizer, state, rng files
+    kept = min(t.save_total_limit or 10**9, steps // t.save_steps) + 1  # +1: a new checkpoint is written before the oldest goes
+    need = int(ckpt * kept + n_trainable * 4 + (2 << 20))
+    p = Path(work)
+    while not p.exists(): p = p.parent
+    free = shutil.disk_usage(p).free if free is None else free
+    if free < need * 1.1:
+        raise QloraError(f"Not enough disk space for the run in `{work}`: {kept} checkpoint(s) of ~{ckpt/1e9:.2f} GB plus the adapter need "
+                         f"~{need*1.1/1e9:.2f} GB (with 10% margin) and {free/1e9:.2f} GB is free. Free some space, lower "
+                         "`training.save_total_limit`, raise `training.save_steps`, or set `output.dir` on a disk with room.")
+    return need
+
 def preflight(recipe:Recipe, tok, data, run_dir:Path, overwrite:bool=False) -> list[str]:
     "Checks before loading the model; raises `QloraError` for fatal problems, returns warnings"
     if run_dir.exists() and not overwrite:
         raise QloraError(f"Run directory `{run_dir}` already holds a finished run. Choose another `output.name`, "
                          "or pass overwrite=True (--overwrite) to replace it.")
-    t = recipe.training
-    if t.max_steps <= 0 and t.epochs <= 0: raise QloraError("Set `training.max_steps` > 0 or `training.epochs` > 0.")
     report = check_dataset(recipe.data.path if data is None else data, tok, recipe)
     return [f"data check `{f.check}` ({len(f.rows)} rows): {f.message} Fix: {f.fix}" for f in report.findings
             if f.severity != 'info']
@@ -148,7 +260,6 @@ def memory_preflight(recipe:Recipe, # the run's recipe
                      free_gb:float|None=None, # free GPU memory; default: this GPU's (no check on CPU)
                     ):
     "Raise `QloraError` with concrete advice when the run's estimated peak exceeds `free_gb`; returns the estimate"
-    from qlora_nb.memory import estimate_recipe, fits, advise
     if free_gb is None:
         if not torch.cuda.is_available(): return None
         free_gb = torch.cuda.mem_get_info()[0] / 1e9
@@ -160,92 +271,160 @@ def memory_preflight(recipe:Recipe, # the run's recipe
     return est
 
 # %% ../nbs/50_train.ipynb #13d3ee20
-def trained_recipe(recipe:Recipe, data=None) -> Recipe:
-    "`recipe` as it was trained: the data format detected and the data source named, so inference formats prompts alike"
-    src = recipe.data.path if data is None else data
-    name = str(src) if isinstance(src, (str, Path)) else f'in-memory {type(src).__name__}'
-    fmt = recipe.data.format if recipe.data.format != 'auto' else detect_format(load_data(src), 'auto', name)
-    return recipe.override(**{'data.format': fmt, 'data.path': name})
+@dataclass
+class Plan:
+    "Everything decided before any weights load: the recipe (after `auto_fit`), settings, run directory, data, trainer arguments"
+    recipe:Recipe
+    settings:Settings
+    run:Run
+    tokenizer:object
+    train:Dataset
+    eval:Dataset|None
+    args:object # the `trl.SFTConfig`
+    resume_from:Path|None # the checkpoint a resumed run continues from
+    notes:list # warnings for the user (data findings, resume without a checkpoint)
+    base:dict|None=None # `base_identity` of the base model
+    data_fp:dict|None=None # `data_fingerprint` of the train and eval rows
+    resume:bool=False # continue the interrupted run
+    fresh:bool=False # move an interrupted run aside and start over
+    overwrite:bool=False # replace a finished run
 
-def _last_checkpoint(ckpt_dir:Path):
-    cks = sorted(ckpt_dir.glob('checkpoint-*'), key=lambda p: int(p.name.split('-')[-1])) if ckpt_dir.exists() else []
-    return cks[-1] if cks else None
-
-def finetune(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+def plan_run(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
              data=None, # a dataset, file or `toy:<task>`; default: the recipe's data.path
              resume:bool=False, # continue from the last checkpoint of an interrupted run with the same name
-             overwrite:bool=False, # replace a finished run with the same name
-             callbacks:list|None=None, # extra `TrainerCallback`s
-             eval_prompts:int=4, # held-out prompts generated at each evaluation (the "does it stop" check)
-             **overrides) -> Path:
-    "Fine-tune per `recipe`: load 4-bit model + LoRA, train with trl's `SFTTrainer`, write the run directory; returns it"
-    r = load_recipe(recipe, **overrides)
-    run_dir = Path(r.output.dir)/r.output.name
-    if r.model.backend == 'unsloth':
-        from qlora_nb.fast import unsloth_available
-        if unsloth_available(): import unsloth  # noqa: F401  (patches transformers/trl/peft before anything is built)
-    work = run_dir.with_name(run_dir.name + '.incomplete')
+             overwrite:bool=False, # replace a finished run with the same name (a merged model in it is moved aside)
+             fresh:bool=False, # move an interrupted run with the same name aside (`<name>.incomplete.<time>`) and start over
+             force:bool=False, # resume although the recipe or data changed since the run started
+             **overrides) -> Plan:
+    "Check and decide everything a run needs without loading weights: settings, data, memory fit, trainer arguments"
+    r = check_choices(load_recipe(recipe, **overrides))
+    s = resolve(r)
+    check_one_process(s)
+    run, main = Run.of(r), PartialState().is_main_process
+    if main: prepare_work(run, resume=resume, fresh=fresh, write=False)  # a running or interrupted run is never touched
     tok, _ = load_tokenizer(r.model.name_or_path, r.model.trust_remote_code)  # a bad model path fails first
-    for n in preflight(r, tok, data, run_dir, overwrite): warnings.warn(n)
-    if torch.cuda.is_available():
-        from transformers import AutoConfig
+    notes = preflight(r, tok, data, run.path, overwrite)
+    if s.cuda:
         cfg = AutoConfig.from_pretrained(resolve_model_path(r.model.name_or_path), trust_remote_code=r.model.trust_remote_code)
         if r.training.auto_fit:  # checkpoint only as many layers (and shrink the batch only as far) as memory requires
-            from qlora_nb.fast import auto_fit
             r = auto_fit(r, cfg, torch.cuda.mem_get_info()[0] / 1e9).recipe
         memory_preflight(r, cfg)
     train, ev = get_data(r, tok, data)
-    from qlora_nb.fast import sft_speed_kwargs
-    args = sft_config(r, work/'checkpoints', has_eval=ev is not None, **sft_data_args(train, r), **sft_speed_kwargs(r))
-    model, tok = load_model(recipe=r)
-    if r.data.packing: check_packing(model)  # measured: packed examples must not attend to each other
-    # nothing is written until everything above has passed
-    ckpt = _last_checkpoint(work/'checkpoints') if resume else None
-    if resume and ckpt is None: warnings.warn(f"resume=True but `{work}` has no checkpoint: starting from scratch.")
-    main = args.process_index == 0  # under a launcher, only rank 0 writes the run directory
-    if main:
-        if not resume and work.exists(): shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-    from accelerate import PartialState
-    PartialState().wait_for_everyone()  # other ranks use work/ only after rank 0 has (re)created it
-    log = RunLog(work/'log.jsonl')
-    cbs = [log, LivePlot(), *(callbacks or [])]
-    if ev is not None and eval_prompts:
-        col = 'prompt' if 'prompt' in ev.column_names else None
-        if col: cbs.append(SampleCallback(ev[col][:eval_prompts]))
-    trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=ev, processing_class=tok, callbacks=cbs)
-    if ckpt:
+    args = sft_config(r, run.work.checkpoints_dir, has_eval=ev is not None, cuda=s.cuda, columns=train.column_names)
+    base, fp, ckpt = base_identity(r.model.name_or_path, tok, r.model.trust_remote_code), data_fingerprint(train, ev), None
+    if resume and not fresh:
+        ckpt, why = pick_checkpoint(run.work)
+        notes += why if ckpt else [f"resume=True but `{run.work.path}` has no complete checkpoint: starting from scratch. " + ' '.join(why)]
+        notes += check_resume(run.work, r, fp, base, force)
+    return Plan(r, s, run, tok, train, ev, args, ckpt, notes, base, fp, resume, fresh, overwrite)
+
+# %% ../nbs/50_train.ipynb #90f0628e
+def build_trainer(plan:Plan, # from `plan_run`
+                  model, # the model to train (`load_model` or `load_unsloth`)
+                  tok, # its tokenizer
+                  callbacks:list|None=None, # extra `TrainerCallback`s
+                  eval_prompts:int=4, # held-out prompts generated at each evaluation (the "does it stop" check)
+                 ) -> 'trl.SFTTrainer':
+    "trl's `SFTTrainer` for `plan`: our log, live plot and sample callbacks, one line per log step, resume-safe adapter loading"
+    cbs = [RunLog(plan.run.work.log_path, segment=len(plan.run.work.provenance().get('segments', [1])) - 1), LivePlot(), *(callbacks or [])]
+    if plan.eval is not None and eval_prompts and 'prompt' in plan.eval.column_names:
+        cbs.append(SampleCallback(plan.eval['prompt'][:eval_prompts]))
+    trainer = trl.SFTTrainer(model=model, args=plan.args, train_dataset=plan.train, eval_dataset=plan.eval,
+                             processing_class=tok, callbacks=cbs)
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
+    if plan.resume_from:
         # trl casts a quantized model's trainable params to bf16; resume loads the checkpoint through peft's
         # load_adapter, which would upcast them to fp32 and train the rest of the run in another dtype
         # (measured: 1.8e-3 max adapter drift). Load the checkpoint into the params as they are.
         trainer.model.load_adapter = functools.partial(trainer.model.load_adapter, autocast_adapter_dtype=False)
-    t0 = time.time()
-    out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    elapsed = time.time() - t0
-    # FSDP: gathering the full adapter is a collective that every rank must join
-    sd = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
-    if not main:
-        trainer.accelerator.wait_for_everyone()
-        return run_dir
-    # everything below is written into the work dir, which is renamed into place last
-    trainer.model.save_pretrained(work/'adapter', safe_serialization=True, state_dict=sd)
-    save_template(tok, work/'tokenizer', template=r.data.template)  # tokenizer + the prompt template trained with
-    write_recipe(trained_recipe(r, data), work/'recipe.ini')
-    (work/'env.json').write_text(json.dumps(env_report(probe=False), indent=1, default=str))
-    losses = [row['loss'] for row in log.rows if 'loss' in row]
-    evals = [row['eval_loss'] for row in log.rows if 'eval_loss' in row]
-    summary = dict(steps=trainer.state.global_step, train_seconds=round(elapsed, 2),
-                   tokens=trainer.state.num_input_tokens_seen or int(max([row.get('num_tokens', 0) for row in log.rows] or [0])),
-                   peak_mem_gb=round(peak_memory_gb(), 3), first_loss=losses[0] if losses else None,
-                   final_loss=losses[-1] if losses else None, train_loss=out.training_loss,
-                   final_eval_loss=evals[-1] if evals else None, resumed_from=ckpt.name if ckpt else None,
-                   samples=[s for cb in cbs if isinstance(cb, SampleCallback) for s in cb.samples])
-    (work/'summary.json').write_text(json.dumps(summary, indent=1))
-    if run_dir.exists(): shutil.rmtree(run_dir)
-    os.replace(work, run_dir)
-    trainer.accelerator.wait_for_everyone()  # other ranks return only once the run directory is in place
-    return run_dir
+    return trainer
 
-def read_summary(run_dir:str|Path) -> dict:
-    "The `summary.json` of a finished run"
-    return json.loads((Path(run_dir)/'summary.json').read_text())
+# %% ../nbs/50_train.ipynb #c590df2a
+def run_rows(work:Run) -> list[dict]:
+    "The log rows of a whole run across resumes, without the rows of steps a later segment redid after its checkpoint"
+    segs = work.provenance().get('segments', [])
+    start = [int(s['resumed_from'].split('-')[-1]) if s.get('resumed_from') else 0 for s in segs]
+    return [r for r in work.log() if 'step' in r and not any(start[j] < r['step'] for j in range(r.get('segment', 0) + 1, len(start)))]
+
+def _mean_loss(losses:list) -> float|None:
+    "Step-weighted mean of logged `(step, loss)` pairs: each logged loss is the mean since the previous log"
+    prev, tot, n = 0, 0.0, 0
+    for step, loss in losses: tot, n, prev = tot + loss * (step - prev), n + step - prev, step
+    return tot / n if n else None
+
+def save_run(plan:Plan, trainer, train_output, seconds:float, data=None, state_dict=None) -> Path:
+    "Write adapter, tokenizer, recipe, environment and a whole-run summary into the work directory, then rename it into place"
+    work = plan.run.work
+    trainer.model.save_pretrained(work.adapter_dir, safe_serialization=True, state_dict=state_dict)
+    save_template(trainer.processing_class, work.tokenizer_dir, template=plan.recipe.data.template)  # + the prompt template
+    write_trained_recipe(work, plan.recipe, data)
+    work.write_env(env_report(probe=False))
+    rows, segs = run_rows(work), work.provenance().get('segments', [{}])
+    losses = [(row['step'], row['loss']) for row in rows if 'loss' in row]
+    evals = [row['eval_loss'] for row in rows if 'eval_loss' in row]
+    earlier = sum(max((row.get('time', 0) for row in rows if row.get('segment', 0) == i), default=0) for i in range(len(segs) - 1))
+    st = trainer.state
+    work.write_summary(dict(steps=st.global_step, train_seconds=round(seconds + earlier, 2),
+        tokens=int(st.num_input_tokens_seen or max([row.get('num_tokens', 0) for row in rows] or [0])),
+        peak_mem_gb=round(peak_memory_gb(), 3), first_loss=losses[0][1] if losses else None,
+        final_loss=losses[-1][1] if losses else None,
+        train_loss=train_output.training_loss if len(segs) <= 1 else _mean_loss(losses),
+        final_eval_loss=evals[-1] if evals else None, resumed_from=plan.resume_from.name if plan.resume_from else None,
+        segments=len(segs), samples=[s for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback) for s in cb.samples]))
+    if plan.run.path.exists():
+        if not plan.overwrite:
+            raise QloraError(f"`{plan.run.path}` appeared while this run trained; the finished run is kept in `{work.path}`. "
+                             "Move one of them aside, then rename the other.")
+        if note := replace_finished(plan.run): warnings.warn(note)
+    os.replace(work.path, plan.run.path)
+    return plan.run.path
+
+def resume_hint(plan:Plan) -> str:
+    "What to run to continue an interrupted run"
+    argv = sys.argv
+    if Path(argv[0]).name.startswith('qlora-nb') or Path(argv[0]).parts[-2:] == ('qlora_nb', 'cli.py'):
+        return 'qlora-nb ' + ' '.join([a for a in argv[1:] if a not in ('--fresh', '--resume', '--overwrite')] + ['--resume'])
+    return f"finetune(recipe, resume=True)  (or `qlora-nb train --resume --output.name {plan.recipe.output.name}`)"
+
+def finetune(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+             data=None, # a dataset, file or `toy:<task>`; default: the recipe's data.path
+             resume:bool=False, # continue from the newest complete checkpoint of an interrupted run with the same name
+             overwrite:bool=False, # replace a finished run with the same name (a merged model in it is moved aside, not deleted)
+             callbacks:list|None=None, # extra `TrainerCallback`s
+             eval_prompts:int=4, # held-out prompts generated at each evaluation (the "does it stop" check)
+             fresh:bool=False, # move an interrupted run with the same name aside (`<name>.incomplete.<time>`) and start over
+             force:bool=False, # resume although the recipe or data changed since the run started
+             **overrides) -> Path:
+    "Fine-tune per `recipe`: plan (no weights), load the 4-bit model + LoRA, train with trl's `SFTTrainer`, write the run; returns its directory"
+    r = load_recipe(recipe, **overrides)
+    if r.model.backend == 'unsloth' and unsloth_available(): import unsloth  # noqa: F401  (patches transformers/trl/peft first)
+    plan = plan_run(r, data, resume=resume, overwrite=overwrite, fresh=fresh, force=force)
+    for n in plan.notes: warnings.warn(n)
+    work, main = plan.run.work, plan.args.process_index == 0   # under a launcher, only rank 0 writes the run directory
+    with run_lock(plan.run) if main else contextlib.nullcontext():  # a second run with this name is refused, naming this process
+        model, tok = load_unsloth(plan.recipe) if plan.recipe.model.backend == 'unsloth' else load_model(recipe=plan.recipe)
+        tok.chat_template = plan.tokenizer.chat_template  # the template prepare_dataset adopted (data.chat_template or trl's patch)
+        if plan.recipe.data.packing: check_packing(model)  # measured: packed examples must not attend to each other
+        if main:  # nothing is written until everything above has passed; nothing found in the work directory is deleted
+            for n in prepare_work(plan.run, resume=resume, fresh=fresh): warnings.warn(n)
+            if resume and not fresh: set_aside_incomplete(work, plan.resume_from)
+            n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            disk_preflight(plan.recipe, work.path, n_trainable, total_steps(plan.recipe, len(plan.train), plan.args.world_size))
+            start_provenance(work, plan.recipe, plan.data_fp, plan.base, plan.resume_from.name if plan.resume_from else None)
+        PartialState().wait_for_everyone()  # other ranks use the work directory only after rank 0 has prepared it
+        trainer = build_trainer(plan, model, tok, callbacks, eval_prompts)
+        t0 = time.time()
+        try: out = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        except KeyboardInterrupt:
+            if main:
+                ck = last_checkpoint(work)
+                print(f"\nInterrupted at step {trainer.state.global_step}. The run is kept in `{work.path}` "
+                      f"({'newest complete checkpoint `' + ck.name + '`' if ck else 'no checkpoint yet'}). Resume it with: "
+                      f"{resume_hint(plan)}", file=sys.stderr)
+            raise
+        seconds = time.time() - t0
+        # FSDP: gathering the full adapter is a collective that every rank must join
+        sd = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
+        if main: save_run(plan, trainer, out, seconds, data, sd)
+        trainer.accelerator.wait_for_everyone()  # other ranks return only once the run directory is in place
+    return plan.run.path

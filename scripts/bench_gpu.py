@@ -1,55 +1,42 @@
 #!/usr/bin/env python
-"""Benchmark qlora_nb's fast path on a GPU: Mistral-7B-v0.1 architecture (random weights) loaded through `load_model`
-in 4 bits, LoRA r=16 on the seven projections, trl's SFTTrainer with paged AdamW 8-bit, one process per configuration.
+"""Benchmark qlora_nb on a GPU through the user path (`qlora_nb.train.finetune`): Mistral-7B-v0.1 architecture (random
+weights) loaded in 4 bits by `load_model`, LoRA r=16 on the seven projections, trl's SFTTrainer from `sft_config`, paged
+AdamW 8-bit, one process per configuration. Every configuration is a set of recipe overrides (the keys of settings.ini).
 
-    python scripts/bench_gpu.py --out bench.json                 # every configuration (about 8 minutes on an H200)
-    python scripts/bench_gpu.py --configs seed_b4,liger_b4       # a subset
-    python scripts/bench_gpu.py --tiny --cpu --configs seed_b1   # a 2-layer model on CPU: tests this script's logic
+    python scripts/bench_gpu.py --out nbs/bench/packing.json                 # every configuration
+    python scripts/bench_gpu.py --configs real_packed_fast,real_unpacked_fast # a subset
+    python scripts/bench_gpu.py --tiny --cpu --configs cpu_packed,cpu_unpacked # a 2-layer model on CPU: tests the script
 
-tokens/s = batch·seq / median step time (after warm-up); peak = torch.cuda.max_memory_allocated() over the training
-steps; `est_gb` is qlora_nb.memory.estimate_memory's peak-allocated estimate (no framework overhead) for the same run."""
-import argparse, datetime, json, os, statistics, subprocess, sys, tempfile, time
+Data, built here (nothing is downloaded): `real` = instruction rows whose lengths follow real instruction data (log-normal,
+median ~200 tokens, a long tail cut at 2,048; prompt 10-50% of each row); `syn2048` = rows of exactly 2,048 tokens.
+tokens/s = non-padding tokens (trl's `num_tokens`) of the timed steps / their time (after warm-up steps); peak =
+torch.cuda.max_memory_allocated() over training; `est_gb` = `estimate_memory` for the recipe at the largest micro-batch."""
+import argparse, datetime, json, math, os, random, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> settings (defaults: batch 4, seq 2048, r 16, every layer checkpointed, peft preparation, no Liger/offloading)
-# `base`: the seed configuration this one is compared with (same batch and length)
+SEED = {}   # the seed recipe: settings.ini's quality settings (dropout 0.05, fp32 upcast, no Liger, no offloading)
+FAST = {'training.upcast_norms': False, 'training.liger': True, 'training.activation_offloading': True}
+PACK, NOPACK = {'data.packing': True}, {'data.packing': False}
+# name -> (data, recipe overrides, base: the configuration it is compared with)
 CONFIGS = {
-    'seed_b4':            dict(batch=4),
-    'seed_b1':            dict(batch=1),
-    'liger_b4':           dict(batch=4, liger=True, base='seed_b4'),
-    'liger_offload_b4':   dict(batch=4, liger=True, offload=True, base='seed_b4'),
-    'liger_nockpt_b4':    dict(batch=4, liger=True, ckpt=0, base='seed_b4'),
-    'bf16_liger_b4':      dict(batch=4, liger=True, prep='bf16', base='seed_b4'),
-    'bf16_liger_offload_b4': dict(batch=4, liger=True, prep='bf16', offload=True, base='seed_b4'),
-    'bf16_liger_b1':      dict(batch=1, liger=True, prep='bf16', base='seed_b1'),
-    'bf16_liger_offload_b1': dict(batch=1, liger=True, prep='bf16', offload=True, base='seed_b1'),
-    'bf16_liger_nockpt_b4': dict(batch=4, liger=True, prep='bf16', ckpt=0, base='seed_b4'),
-    'autofit40_b4':       dict(batch=4, liger=True, prep='bf16', ckpt='auto', free_gb=40, base='seed_b4'),
-    'autofit_h200_b4':    dict(batch=4, liger=True, prep='bf16', ckpt='auto', free_gb=None, base='seed_b4'),
-    'seed_32k':           dict(batch=1, seq=32768, steps=3, warmup=1),
-    'bf16_liger_offload_32k': dict(batch=1, seq=32768, liger=True, prep='bf16', offload=True, steps=3, warmup=1, base='seed_32k'),
-    # estimator validation: other batch, length, rank, checkpointing
-    'val_b2_s1024_r64':   dict(batch=2, seq=1024, r=64, steps=2, warmup=1),
-    'val_b1_s4096_nockpt': dict(batch=1, seq=4096, ckpt=0, steps=2, warmup=1),
-    'val_b8_s512_r8':     dict(batch=8, seq=512, r=8, steps=2, warmup=1),
-    'val_b2_s2048_nockpt_r32': dict(batch=2, seq=2048, r=32, ckpt=0, steps=2, warmup=1),
-    # LoRA dropout 0 (Unsloth's default: peft then skips the dropout copies) and torch.compile of each decoder layer
-    'fast_d0_b4':         dict(batch=4, liger=True, prep='bf16', offload=True, dropout=0.0, base='seed_b4'),
-    'fast_d0_b1':         dict(batch=1, liger=True, prep='bf16', offload=True, dropout=0.0, base='seed_b1'),
-    'fast_d0_32k':        dict(batch=1, seq=32768, liger=True, prep='bf16', offload=True, dropout=0.0, steps=3, warmup=1, base='seed_32k'),
-    'bf16_liger_d0_b4':   dict(batch=4, liger=True, prep='bf16', dropout=0.0, base='seed_b4'),
-    'compile_liger_d0_offload_b4': dict(batch=4, liger=True, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b4'),
-    'compile_d0_offload_b4': dict(batch=4, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b4'),
-    'compile_d0_b4':      dict(batch=4, prep='bf16', dropout=0.0, compile=True, warmup=3, base='seed_b4'),
-    'compile_liger_d0_offload_b1': dict(batch=1, liger=True, prep='bf16', offload=True, dropout=0.0, compile=True, warmup=3, base='seed_b1'),
-    'val_bf16_b2_s1024_r64': dict(batch=2, seq=1024, r=64, liger=True, prep='bf16', steps=2, warmup=1),
-    'val_bf16_d0_b1_s4096_nockpt': dict(batch=1, seq=4096, liger=True, prep='bf16', dropout=0.0, ckpt=0, steps=2, warmup=1),
+    'real_packed_fast':        ('real', {**FAST, **PACK}, 'real_unpacked_fast'),                 # attention: auto
+    'real_packed_fast_flex':   ('real', {**FAST, **PACK, 'model.attn_implementation': 'flex_attention'}, 'real_packed_fast_sdpa'),
+    'real_packed_fast_sdpa':   ('real', {**FAST, **PACK, 'model.attn_implementation': 'sdpa'}, 'real_unpacked_fast'),
+    'real_unpacked_fast':      ('real', {**FAST, **NOPACK}, None),
+    'real_packed_seed':        ('real', {**SEED, **PACK}, 'real_unpacked_seed'),
+    'real_unpacked_seed':      ('real', {**SEED, **NOPACK}, None),
+    'syn2048_packed_fast':     ('syn2048', {**FAST, **PACK}, 'syn2048_unpacked_fast'),
+    'syn2048_unpacked_fast':   ('syn2048', {**FAST, **NOPACK}, None),
+    'real_packed_fast_d0':     ('real', {**FAST, **PACK, 'lora.dropout': 0.0}, 'real_packed_fast'),
+    'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
+                                         'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
+    'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
+    'cpu_unpacked':            ('real', {**NOPACK}, None),
 }
-DEFAULTS = dict(batch=4, seq=2048, r=16, ckpt=-1, prep='peft', liger=False, offload=False, dropout=0.05, compile=False, free_gb=None,
-                steps=5, warmup=2, base=None)
+DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=8, vocab_size=32000, max_position_embeddings=32768, tie_word_embeddings=False,
@@ -58,7 +45,7 @@ TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_atte
             vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=False)
 
 def build_checkpoint(path:Path, tiny:bool, cpu:bool):
-    "Save a Mistral model with random weights and a word-level tokenizer of the same vocabulary to `path`"
+    "Save a Mistral model with random weights and a word-level tokenizer (`w3` ... one token per word) to `path`"
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
@@ -73,92 +60,94 @@ def build_checkpoint(path:Path, tiny:bool, cpu:bool):
     PreTrainedTokenizerFast(tokenizer_object=tk, unk_token='<unk>', bos_token='<s>', eos_token='</s>').save_pretrained(path)
     return time.time() - t0
 
-def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int|None, warmup:int|None):
-    "Train one configuration and write its result (tokens/s, peak GB, estimate) as JSON to `out`"
+def real_length_rows(n:int, vocab:int, median:int=200, sigma:float=0.8, max_len:int=2048, seed:int=0) -> list:
+    "`n` prompt/completion rows of random words whose token lengths follow instruction data: log-normal, median `median`"
+    rng = random.Random(seed)
+    words = lambda k: ' '.join(f'w{rng.randrange(3, vocab)}' for _ in range(k))
+    rows = []
+    for _ in range(n):
+        total = min(max_len - 1, max(8, round(median * math.exp(rng.gauss(0, sigma)))))   # -1: room for the EOS
+        p = max(4, round(total * rng.uniform(0.1, 0.5)))
+        rows.append(dict(prompt=words(p), completion=words(total - p)))
+    return rows
+
+def full_length_rows(n:int, vocab:int, length:int=2048, seed:int=0) -> list:
+    "`n` rows of exactly `length` tokens with the EOS (a 256-token prompt)"
+    rng = random.Random(seed)
+    words = lambda k: ' '.join(f'w{rng.randrange(3, vocab)}' for _ in range(k))
+    return [dict(prompt=words(256), completion=words(length - 257)) for _ in range(n)]
+
+def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, profile:bool):
+    "Train one configuration through `finetune` and write its result (tokens/s, peak GB, estimate) as JSON to `out`"
     import torch
-    from datasets import Dataset
-    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoConfig, TrainerCallback
-    from trl import SFTTrainer
     from qlora_nb.recipe import Recipe
-    from qlora_nb.model import load_model
-    from qlora_nb.lora import lora_config
-    from qlora_nb.train import sft_config
-    from qlora_nb import fast
-    s = {**DEFAULTS, **CONFIGS[name]}
-    if steps: s['steps'] = steps
-    if warmup is not None: s['warmup'] = warmup
-    r = Recipe().override(**{'model.name_or_path': ckpt_dir, 'model.attn_implementation': 'sdpa',
-        'data.max_length': s['seq'], 'data.completion_only': False, 'lora.r': s['r'], 'lora.alpha': 2*s['r'],
-        'lora.dropout': s['dropout'], 'training.batch_size': s['batch'], 'training.grad_accum': 1,
-        'training.max_steps': s['warmup'] + s['steps'], 'training.warmup': 0, 'training.liger': s['liger'],
-        'training.activation_offloading': s['offload'], 'training.gradient_checkpointing': s['ckpt'] != 0,
-        'training.logging_steps': 10**6, 'training.save_steps': 10**6})
-    if cpu: r = r.override(**{'quantization.compute_dtype': 'float32', 'training.optimizer': 'adamw_torch'})
+    from qlora_nb.settings import resolve
+    from qlora_nb.train import finetune
+    data, over, base = CONFIGS[name]
     mcfg = AutoConfig.from_pretrained(ckpt_dir)
-    L = mcfg.num_hidden_layers
-    n = L if s['ckpt'] == -1 else s['ckpt']
-    plan = None
-    if s['ckpt'] == 'auto':
-        free = s['free_gb'] if s['free_gb'] else (torch.cuda.mem_get_info()[0]/1e9 if torch.cuda.is_available() else 8.0)
-        plan = fast.auto_fit(r, mcfg, free)
-        r, n = plan.recipe, plan.checkpoint_layers
-    t0 = time.time()
-    model, tok = load_model(recipe=r, for_training=False)
-    if s['prep'] == 'bf16': model = fast.prepare_bf16(model, n)
-    else:  # the seed recipe's preparation: peft's prepare_model_for_kbit_training (float32 upcast), as in the issue's baseline
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=(n == L))
-        if 0 < n < L: fast.partial_checkpointing(model, n)
-    torch.manual_seed(r.training.seed)
-    model = get_peft_model(model, lora_config(r, model=model))
-    patched = fast.apply_liger(model) if s['liger'] else 0
-    compiled = fast.compile_layers(model) if s['compile'] else 0
-    load_s = time.time() - t0
-    b, T = r.training.batch_size, s['seq']
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, mcfg.vocab_size, (b * r.training.max_steps, T), generator=g)
-    ds = Dataset.from_dict({'input_ids': ids.tolist()})
-    times = []
+    b = 1 if cpu else 4
+    overrides = {'model.name_or_path': ckpt_dir, 'data.max_length': 2048, 'training.batch_size': b, 'training.grad_accum': 1,
+                 'training.max_steps': warmup + steps, 'training.warmup': 0, 'training.logging_steps': 1,
+                 'training.save_steps': 10**6, 'output.dir': tempfile.mkdtemp(), 'output.name': name, **over}
+    if cpu: overrides.update({'quantization.compute_dtype': 'float32', 'training.optimizer': 'adamw_torch', 'data.max_length': 256,
+                              'training.liger': False, 'training.activation_offloading': False})
+    r = Recipe().override(**overrides)
+    n = 600 if data == 'real' else b * (warmup + steps)
+    rows = (real_length_rows(n, mcfg.vocab_size, max_len=r.data.max_length) if data == 'real'
+            else full_length_rows(n, mcfg.vocab_size, r.data.max_length))
+    times, state, prof, padded = [], {}, {}, []
     class Timer(TrainerCallback):
-        def on_train_begin(self, *a, **k):
+        def on_train_begin(self, args, st, control, model=None, **k):
+            # tokens the model really holds per micro-batch, padding included (trl's num_tokens counts no padding)
+            model.get_input_embeddings().register_forward_hook(lambda m, i, o: padded.append(i[0].numel()))
             if torch.cuda.is_available(): torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
             times.append(time.perf_counter())
-        def on_step_end(self, *a, **k):
+        def on_step_begin(self, args, st, control, **k):
+            if profile and st.global_step == warmup + steps - 1:
+                prof['p'] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+                prof['p'].__enter__()
+        def on_step_end(self, args, st, control, **k):
             if torch.cuda.is_available(): torch.cuda.synchronize()
             times.append(time.perf_counter())
-    with tempfile.TemporaryDirectory() as d:
-        args = sft_config(r, d, **fast.sft_speed_kwargs(r), save_strategy='no', disable_tqdm=True, logging_steps=1)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
-        res = trainer.train()
-    step_s = [b_ - a_ for a_, b_ in zip(times, times[1:])]
-    timed = step_s[s['warmup']:] or step_s
-    med = statistics.median(timed)
+            if 'p' in prof and st.global_step == warmup + steps:
+                prof['p'].__exit__(None, None, None); times[-1] = None   # the profiled step is not timed
+        def on_train_end(self, args, st, control, **k): state['log'] = list(st.log_history)
+    t0 = time.time()
+    finetune(r, data=rows, callbacks=[Timer()], overwrite=True)
+    wall = time.time() - t0
+    step_s = [(b_ - a_) if a_ and b_ else None for a_, b_ in zip(times, times[1:])]
+    seen = {h['step']: h['num_tokens'] for h in state['log'] if 'num_tokens' in h}
+    tokens = [seen.get(i + 1, 0) - seen.get(i, 0) for i in range(len(step_s))]
+    timed = [(t, s) for t, s in list(zip(tokens, step_s))[warmup:] if s]
+    tok_s = sum(t for t, _ in timed) / sum(s for _, s in timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
-    losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
-    try: est = estimate_gb(r, mcfg, n, s)
-    except Exception as e: print('estimate failed:', repr(e), file=sys.stderr); est = float('nan')
-    row = dict(name=name, batch=b, seq=T, r=s['r'], prep=s['prep'], liger=s['liger'], offload=s['offload'],
-               dropout=s['dropout'], compile=bool(compiled),
-               ckpt_layers=n, n_layers=L, tokens_per_s=round(b*T/med, 1), step_s=round(med, 4),
-               step_all_s=[round(x, 4) for x in step_s], peak_gb=round(peak, 3) if peak else None,
-               est_gb=round(est, 3), est_err_pct=round(100*(est - peak)/peak, 1) if peak and est == est else None,
-               first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-               liger_modules=patched, load_s=round(load_s, 1), base=s['base'],
-               plan=repr(plan) if plan else None)
+    losses = [h['loss'] for h in state['log'] if 'loss' in h]
+    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base,
+               attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
+               tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
+               tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
+               peak_gb=round(peak, 3) if peak else None, first_loss=losses[0] if losses else None,
+               last_loss=losses[-1] if losses else None, losses=[round(l, 4) for l in losses], wall_s=round(wall, 1))
+    try:
+        from qlora_nb.memory import bench_estimate
+        est = bench_estimate(row, mcfg.to_dict()).peak_allocated_gb
+        row.update(est_gb=round(est, 3), est_err_pct=round(100*(est - peak)/peak, 1) if peak else None)
+    except Exception as e: print('estimate failed:', repr(e), file=sys.stderr)
+    if 'p' in prof:
+        try:
+            ka = prof['p'].key_averages()
+            top = sorted(ka, key=lambda e: -e.self_device_time_total)[:25]
+            row['profile'] = [dict(op=e.key[:80], self_cuda_ms=round(e.self_device_time_total/1e3, 2), calls=e.count) for e in top]
+            row['profile_total_ms'] = round(sum(e.self_device_time_total for e in ka)/1e3, 1)
+        except Exception as e: row['profile_error'] = repr(e)
     out.write_text(json.dumps(row))
     return row
-
-def estimate_gb(r, mcfg, n:int, s:dict) -> float:
-    "The estimator's peak-allocated GB (no framework overhead) for this configuration"
-    from qlora_nb.memory import estimate_memory, recipe_estimate_kwargs
-    kw = {**recipe_estimate_kwargs(r), 'upcast_norms': s['prep'] == 'peft', 'overhead_gb': 0.0,
-          'checkpoint_layers': n, 'gradient_checkpointing': n != 0}
-    return estimate_memory(mcfg, **kw).peak_allocated_gb
 
 def versions():
     import importlib.metadata as md
     v = {}
-    for p in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes', 'liger-kernel', 'accelerate', 'datasets'):
+    for p in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes', 'liger-kernel', 'accelerate', 'datasets', 'unsloth'):
         try: v[p] = md.version(p)
         except md.PackageNotFoundError: v[p] = None
     try:
@@ -168,31 +157,29 @@ def versions():
     return v
 
 def table(results:list) -> str:
-    "Markdown table: configuration, tokens/s, peak GB, estimate, ratio to the seed configuration of the same shape"
+    "Markdown table: configuration, attention, non-padding tokens/s, peak GB, estimate, speed vs its base"
     by = {r['name']: r for r in results if 'tokens_per_s' in r}
-    lines = ['| configuration | batch × seq | ckpt layers | tokens/s | peak GB | est. GB | est. err % | speed vs seed | memory vs seed |',
-             '|---|---|---:|---:|---:|---:|---:|---:|---:|']
+    lines = ['| configuration | data | attention | tokens/step | tokens/s | peak GB | est. GB | est. err % | vs base | last loss |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in results:
         if 'tokens_per_s' not in r:
-            lines.append(f"| {r['name']} | — | — | failed: {r.get('error', '')[:80]} | | | | | |"); continue
-        base = by.get(r.get('base') or r['name'])
-        sp = f"{r['tokens_per_s']/base['tokens_per_s']:.2f}×" if base else '—'
-        mem = f"{r['peak_gb']/base['peak_gb']:.2f}×" if base and r['peak_gb'] and base['peak_gb'] else '—'
-        pk = f"{r['peak_gb']:.2f}" if r['peak_gb'] else '—'
-        lines.append(f"| {r['name']} | {r['batch']} × {r['seq']} | {r['ckpt_layers']}/{r['n_layers']} | {r['tokens_per_s']:,.0f} | "
-                     f"{pk} | {r['est_gb']:.2f} | {r['est_err_pct'] if r['est_err_pct'] is not None else '—'} | {sp} | {mem} |")
+            lines.append(f"| {r['name']} | | | failed: {r.get('error', '')[:100]} | | | | | | |"); continue
+        base = by.get(r.get('base') or '')
+        sp = f"{r['tokens_per_s']/base['tokens_per_s']:.2f}× {base['name']}" if base else '—'
+        lines.append(f"| {r['name']} | {r['data']} | {r['attn']} | {r['tokens_per_step']:,} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['peak_gb'] or 0:.2f} | {r.get('est_gb', float('nan')):.2f} | {r.get('est_err_pct')} | {sp} | {r['last_loss']:.3f} |")
     return '\n'.join(lines)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--configs', default=','.join(CONFIGS), help='comma-separated names: ' + ', '.join(CONFIGS))
-    p.add_argument('--steps', type=int, default=None, help='timed steps per configuration (default: per configuration)')
-    p.add_argument('--warmup', type=int, default=None, help='warm-up steps (default: per configuration)')
+    p.add_argument('--configs', default=','.join(DEFAULT), help='comma-separated names: ' + ', '.join(CONFIGS))
+    p.add_argument('--steps', type=int, default=8, help='timed steps per configuration')
+    p.add_argument('--warmup', type=int, default=3, help='warm-up steps (compilation, allocator) not timed')
+    p.add_argument('--profile', default='', help='comma-separated configurations whose last step is profiled (not timed)')
     p.add_argument('--out', default='bench_gpu.json', help='JSON file for the results (rewritten after each configuration)')
     p.add_argument('--ckpt', default=None, help='model directory (built when missing); default /tmp/qlora_bench_<size>')
     p.add_argument('--tiny', action='store_true', help='2-layer model instead of Mistral-7B (tests the script)')
-    p.add_argument('--cpu', action='store_true', help='run on CPU (with --tiny): float32 compute, adamw_torch')
-    p.add_argument('--no-liger', action='store_true', help='turn Liger off in every configuration (CPU tests)')
+    p.add_argument('--cpu', action='store_true', help='run on CPU (with --tiny): float32, adamw_torch, batch 1, max_length 256')
     p.add_argument('--timeout', type=int, default=150, help='seconds per configuration process')
     p.add_argument('--one', default=None, help=argparse.SUPPRESS)
     p.add_argument('--result', default=None, help=argparse.SUPPRESS)
@@ -200,38 +187,35 @@ def main():
     if a.cpu: os.environ['CUDA_VISIBLE_DEVICES'] = ''
     ckpt = Path(a.ckpt or f"/tmp/qlora_bench_{'tiny' if a.tiny else 'mistral7b'}")
     if a.one:
-        if a.no_liger: CONFIGS[a.one]['liger'] = False
-        run_one(a.one, str(ckpt), Path(a.result), a.cpu, a.steps, a.warmup); return
+        run_one(a.one, str(ckpt), Path(a.result), a.cpu, a.steps, a.warmup, a.one in a.profile.split(',')); return
     names = [n.strip() for n in a.configs.split(',') if n.strip()]
     bad = [n for n in names if n not in CONFIGS]
     if bad: sys.exit(f"Unknown configuration(s) {bad}. Choose from: {', '.join(CONFIGS)}")
     out = Path(a.out)
     doc = dict(date=datetime.date.today().isoformat(), versions=versions(), model='tiny' if a.tiny else 'Mistral-7B-v0.1 (random weights)',
-               recipe='NF4 + double quant, bf16 compute, LoRA on q,k,v,o,gate,up,down (alpha 2r, dropout per row), paged_adamw_8bit, sdpa',
-               results=[])
+               recipe='settings.ini (NF4 + double quant, bf16, LoRA r16 alpha 32 on 7 projections, paged_adamw_8bit, every layer '
+                      'checkpointed) + each row\'s overrides; batch 4, grad_accum 1, max_length 2048', results=[])
     if not (ckpt/'config.json').exists():
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from scripts.bench_gpu import build_checkpoint; from pathlib import Path; "
                 f"print('built in', round(build_checkpoint(Path({str(ckpt)!r}), {a.tiny}, {a.cpu}), 1), 's', flush=True)")
         subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
     for name in names:
         res = Path(tempfile.mkdtemp())/'r.json'
-        cmd = [sys.executable, __file__, '--one', name, '--result', str(res), '--ckpt', str(ckpt)]
-        if a.steps: cmd += ['--steps', str(a.steps)]
-        if a.warmup is not None: cmd += ['--warmup', str(a.warmup)]
-        if a.tiny: cmd.append('--tiny')
-        if a.cpu: cmd.append('--cpu')
-        if a.no_liger: cmd.append('--no-liger')
+        cmd = [sys.executable, __file__, '--one', name, '--result', str(res), '--ckpt', str(ckpt), '--steps', str(a.steps),
+               '--warmup', str(a.warmup), '--profile', a.profile] + ['--tiny'] * a.tiny + ['--cpu'] * a.cpu
         t0 = time.time()
         try:
             pr = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout, cwd=ROOT)
             if res.exists(): row = json.loads(res.read_text())
-            else: row = dict(name=name, error=(pr.stderr or pr.stdout).strip().splitlines()[-1][:300] if (pr.stderr or pr.stdout).strip() else f'exit {pr.returncode}',
-                             log_tail=(pr.stderr or '')[-1500:])
+            else:
+                err = (pr.stderr or pr.stdout).strip()
+                row = dict(name=name, error=err.splitlines()[-1][:300] if err else f'exit {pr.returncode}', log_tail=err[-2500:])
         except subprocess.TimeoutExpired: row = dict(name=name, error=f'timeout after {a.timeout}s')
-        row['wall_s'] = round(time.time() - t0, 1)
+        row['process_s'] = round(time.time() - t0, 1)
         doc['results'].append(row)
         out.write_text(json.dumps(doc, indent=1))
-        print(name, {k: row.get(k) for k in ('tokens_per_s', 'peak_gb', 'est_gb', 'est_err_pct', 'ckpt_layers', 'last_loss', 'wall_s', 'error')}, flush=True)
+        print(name, {k: row.get(k) for k in ('attn', 'tokens_per_s', 'tokens_per_step', 'peak_gb', 'est_gb', 'est_err_pct',
+                                             'last_loss', 'process_s', 'error')}, flush=True)
     print(table(doc['results']))
 
 if __name__ == '__main__': main()

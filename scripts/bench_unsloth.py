@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Benchmark qlora_nb's Unsloth backend (`model.backend = unsloth`) on a GPU, the way scripts/bench_gpu.py benchmarks the
-transformers backend: Mistral-7B-v0.1 architecture (random weights) loaded through `qlora_nb.fast.load_unsloth` in 4 bits,
+transformers backend: Mistral-7B-v0.1 architecture (random weights) loaded through `qlora_nb.unsloth.load_unsloth` in 4 bits,
 LoRA r=16 (alpha 32) on the seven projections, trl's SFTTrainer built from `qlora_nb.train.sft_config` with paged AdamW
 8-bit and bf16, one process per configuration (2 warm-up + 5 timed steps; tokens/s = batch·seq / median step time;
 peak = torch.cuda.max_memory_allocated() after reset_peak_memory_stats() at train begin).
@@ -79,7 +79,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
     from transformers import AutoConfig, TrainerCallback
     from qlora_nb.recipe import Recipe
     from qlora_nb.train import sft_config
-    from qlora_nb import fast
+    from qlora_nb.unsloth import load_unsloth
     s = {**DEFAULTS, **CONFIGS[name]}
     if steps: s['steps'] = steps
     if warmup is not None: s['warmup'] = warmup
@@ -91,7 +91,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
     mcfg = AutoConfig.from_pretrained(ckpt_dir)
     L = mcfg.num_hidden_layers
     t0 = time.time()
-    model, tok = fast.load_unsloth(r)
+    model, tok = load_unsloth(r)
     load_s = time.time() - t0
     b, T = r.training.batch_size, s['seq']
     g = torch.Generator().manual_seed(0)
@@ -106,7 +106,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
             torch.cuda.synchronize()
             times.append(time.perf_counter())
     with tempfile.TemporaryDirectory() as d:
-        args = sft_config(r, d, **fast.sft_speed_kwargs(r), save_strategy='no', disable_tqdm=True, logging_steps=1)
+        args = sft_config(r, d, save_strategy='no', logging_steps=1)  # sft_config sets every speed switch from the recipe
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=[Timer()])
         trainer.train()
     step_s = [b_ - a_ for a_, b_ in zip(times, times[1:])]

@@ -1,228 +1,211 @@
-"""Build qlora_nb's documentation site from the notebooks, with or without Quarto.
+"""Build qlora_nb's documentation site from the notebooks, with their outputs.
 
-    python scripts/build_docs.py                # offline site in _site_offline/ (no Quarto needed)
-    python scripts/build_docs.py --execute      # same, after running the notebooks (gpu/slow/notest cells skipped)
-    python scripts/build_docs.py --quarto       # the Quarto site in _docs/ (what the GitHub Pages workflow publishes)
+    python scripts/build_docs.py                  # offline site in _site_offline/ (no Quarto needed; what CI checks)
+    python scripts/build_docs.py --quarto         # the Quarto site in _docs/ (what the GitHub Pages workflow publishes)
+    python scripts/build_docs.py --execute never  # quick: pages without the outputs of notebooks not run yet
 
-Both sites are made from the same staged pages. Staging is nbdev's own notebook processing
-(`nbdev.processors.FilterDefaults`, what `nbdev-proc-nbs`/`nbdev-docs` run): front matter from the H1 and `>` summary,
-`show_doc` rendered for every exported function and class, nbdev directives stripped, `#| hide` and `#| export`
-cells dropped, backticked names linked to their API pages. Two guards are added first, so that nothing that needs a
-GPU runs while docs are built: cells flagged with a test flag (`tst_flags`: gpu, slow, notest) get `#| eval: false`
-(nbdev would otherwise run any of them that contains an import), and notebooks whose front matter says
-`skip_exec: true` get `skip_showdoc: true` too.
+Pages show what the notebooks print, plot and display. The notebooks in nbs/ are committed without outputs, so each
+page is made from an *executed* copy: tests/test_notebooks.py saves one for every notebook it runs (into
+`build/executed/`, with a fingerprint of the notebook's cells); a notebook without an up-to-date copy is run here
+the same way (`nbdev.test.test_nb`: gpu/slow/notest cells skipped, `skip_exec` respected), so CI runs every notebook
+once. Progress bars are switched off while notebooks run (`quiet`), so pages show results, not tqdm walls.
 
-Execution. By default nothing is executed beyond what nbdev's processing runs to render `show_doc` (imports and
-exported definitions): pages show the code, the API docs and the outputs saved in the notebooks, exactly what
-`nbdev-docs` + Quarto (which does not execute .ipynb files) publish. That takes well under a minute on 2 cores, so CI
-builds and checks every page on every change, while running the notebooks stays the job of tests/test_notebooks.py.
-`--execute` first runs each notebook as `nbdev-test` does (same skip flags, `skip_exec` respected, working directory
-= the notebook's folder) on a copy, so pages show fresh outputs; the notebooks in nbs/ are never modified.
+Each executed copy then goes through nbdev's own docs processing (`nbdev.processors.FilterDefaults`, what
+`nbdev-docs` runs), with one change: nbdev re-runs every cell that contains an import to render `show_doc`; here a
+lesson cell keeps the outputs it got when the notebook ran, and only its import lines run again.
 
-The offline site turns each staged notebook into HTML with nbconvert and wraps it in a page with a sidebar in the
-order of nbs/sidebar.yml (the same file Quarto reads). Pages are named as Quarto names them (`10_quantization.ipynb` ->
-`quantization.html`), links that nbdev points at the hosted site are made relative, and `.ipynb` links become `.html`.
+`--quarto` renders the processed notebooks with Quarto (nbdev's `render_quarto`), using the top-level `_quarto.yml`
+(nbs/_quarto.yml links to it, so `nbdev-docs`/`nbdev-preview` read the same file) and nbs/sidebar.yml. Without Quarto
+(CI has none), nbconvert turns each processed notebook into a page body and a small template adds the sidebar of
+nbs/sidebar.yml; TeX is drawn by matplotlib's mathtext.
 """
 from __future__ import annotations
-import argparse, html, json, os, re, shutil, subprocess, sys, time, warnings
-from concurrent.futures import ProcessPoolExecutor
+import argparse, hashlib, html, inspect, json, os, re, shutil, sys, time, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
-SKIP_DIRS = ('.ipynb_checkpoints', 'runs', '__pycache__')  # plus any folder starting with '_' or '.'
+EXECUTED = Path(os.environ.get('QLORA_NB_EXECUTED', ROOT/'build'/'executed'))  # not in _proc/: nbdev-docs may wipe that
+# progress bars off while notebooks run for the tests and the docs (read when each library is imported)
+QUIET_ENV = {'TQDM_DISABLE': '1', 'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
+
+def quiet():
+    "Switch off progress bars: environment variables for libraries not imported yet, their switches for the others."
+    os.environ.update(QUIET_ENV)
+    if 'datasets' in sys.modules: sys.modules['datasets'].disable_progress_bars()
+    if 'huggingface_hub' in sys.modules: sys.modules['huggingface_hub'].utils.disable_progress_bars()
+    if 'transformers' in sys.modules: sys.modules['transformers'].utils.logging.disable_progress_bar()
 
 # --------------------------------------------------------------------------------------------------------------------
-# Finding notebooks and reading the sidebar
+# Pages: every notebook nbdev documents, in the order of nbs/sidebar.yml
 
 def find_notebooks(nbs:Path=NBS) -> list[Path]:
-    "Every notebook under `nbs` that nbdev documents (folders starting with `_` or `.` are skipped), relative to `nbs`."
-    res = []
-    for p in sorted(nbs.rglob('*.ipynb')):
-        rel = p.relative_to(nbs)
-        if any(o.startswith(('_', '.')) or o in SKIP_DIRS for o in rel.parts[:-1]) or rel.name.startswith(('_', '.')): continue
-        res.append(rel)
-    return res
+    "Every notebook under `nbs` that nbdev documents (names starting with `_` or `.` skipped), relative to `nbs`."
+    return [p.relative_to(nbs) for p in sorted(nbs.rglob('*.ipynb'))
+            if not any(o.startswith(('_', '.')) or o in ('runs', '__pycache__') for o in p.relative_to(nbs).parts)]
 
 def page_name(rel) -> str:
-    "The HTML page Quarto writes for notebook `rel` (nbdev strips the numeric prefix: `10_quantization.ipynb` -> `quantization.html`)."
+    "The page Quarto writes for notebook `rel` (nbdev drops the number: `10_quantization.ipynb` -> `quantization.html`)."
     rel = Path(rel)
-    return (rel.parent/(re.sub(r'^\d+[a-zA-Z0-9]*_', '', rel.name.lower()))).with_suffix('.html').as_posix()
+    return (rel.parent/re.sub(r'^\d+[a-zA-Z0-9]*_', '', rel.name.lower())).with_suffix('.html').as_posix()
 
 def read_sidebar(path:Path) -> list:
-    "nbs/sidebar.yml as a list of `(section title or None, [notebook paths])`, in order."
+    "nbs/sidebar.yml as `[(section title or None, [notebook paths])]`, in order."
     import yaml
-    contents = yaml.safe_load(path.read_text())['website']['sidebar']['contents']
     res, loose = [], []
     def _href(o): return o if isinstance(o, str) else o.get('href')
-    for o in contents:
+    for o in yaml.safe_load(path.read_text())['website']['sidebar']['contents']:
         if isinstance(o, dict) and 'section' in o:
             if loose: res.append((None, loose)); loose = []
-            items = [_href(x) for x in o.get('contents', []) if _href(x)]
-            if o.get('href'): items.insert(0, o['href'])
-            res.append((o['section'], items))
+            res.append((o['section'], [h for h in [o.get('href')] + [_href(x) for x in o.get('contents', [])] if h]))
         elif _href(o): loose.append(_href(o))
-    if loose: res.append((None, loose))
-    return res
+    return res + ([(None, loose)] if loose else [])
 
 # --------------------------------------------------------------------------------------------------------------------
-# Staging: (optionally execute, then) process each notebook with nbdev
+# Executed notebooks: saved by the tests, run here when missing
 
-def _flag_re(flags):
-    return re.compile(r'^\s*#\s*\|\s*(' + '|'.join(map(re.escape, flags)) + r')\s*$', re.MULTILINE)
+def fingerprint(src:Path) -> str:
+    "Hash of notebook `src`'s cells (type and source): an executed copy is current while it is unchanged."
+    cells = json.loads(Path(src).read_text())['cells']
+    return hashlib.sha1(json.dumps([(c['cell_type'], ''.join(c['source'])) for c in cells]).encode()).hexdigest()
 
-_SHOW_DIRS = {'export', 'exports', 'exporti', 'exec_doc'}
-_re_dir = re.compile(r'^\s*#\s*\|\s*([\w-]+)', re.MULTILINE)
+def executed_path(src:Path, nbs:Path=NBS, cache:Path=EXECUTED) -> Path: return Path(cache)/Path(src).resolve().relative_to(Path(nbs).resolve())
 
-def _top_imports(src:str):
-    "(top-level import statements, whether the cell also has other code or nested imports) of a lesson cell, or None."
-    import ast
-    code = '\n'.join('' if re.match(r'^\s*[%!]', l) else l for l in src.splitlines())
-    try: tree = ast.parse(code)
-    except SyntaxError: return None
-    if not any(isinstance(o, (ast.Import, ast.ImportFrom)) for o in ast.walk(tree)): return None
-    imps = [o for o in tree.body if isinstance(o, (ast.Import, ast.ImportFrom))]
-    mixed = len(imps) < len(tree.body) or len(imps) < sum(isinstance(o, (ast.Import, ast.ImportFrom)) for o in ast.walk(tree))
-    return ['\n'.join(ast.get_source_segment(code, o).splitlines()) for o in imps], mixed
-
-def guard_notebook(nb, flags) -> dict:
-    """Keep nbdev's docs processing to what `show_doc` needs: no flagged cell, no lesson code.
-    nbdev runs every cell that contains an import (besides exported cells and show_doc): a `#| gpu` cell, or a lesson
-    cell that imports something and then uses names from earlier cells, would run out of context (NameError, or minutes
-    of training). Flagged cells and such mixed lesson cells get `#| eval: false` (a Quarto option: shown, not run);
-    a mixed cell's top-level imports are run from a hidden cell just before it, so later show_docs still see them.
-    `skip_exec` notebooks get `skip_showdoc: true`. Returns counts."""
-    from fastcore.nbio import mk_cell as _mk, nb_frontmatter
-    from fastcore.basics import str2bool, AttrDict
-    def mk_cell(text, cell_type='code'): return _mk(text, cell_type, metadata=AttrDict())
-    rx, n, nmixed, cells = _flag_re(flags), 0, 0, []
-    for c in nb.cells:
-        if c.cell_type == 'code' and not re.search(r'^#\|\s*eval:\s*false', c.source or '', re.M):
-            if rx.search(c.source or ''):
-                c.source = '#| eval: false\n' + c.source; n += 1
-            elif not (set(_re_dir.findall(c.source or '')) & _SHOW_DIRS) and (ti := _top_imports(c.source or '')) and ti[1]:
-                if ti[0]: cells.append(mk_cell('#| hide\n' + '\n'.join(ti[0])))
-                c.source = '#| eval: false\n' + c.source; nmixed += 1
-        cells.append(c)
-    nb.cells = cells
-    fm = nb_frontmatter(nb)
-    # nbdev's exec_show_docs reads skip_showdoc only from front matter cells, so restate it there
-    skipped = str2bool(fm.get('skip_exec', False)) or str2bool(fm.get('skip_showdoc', False))
-    if skipped: nb.cells.insert(0, mk_cell('---\nskip_showdoc: true\n---', 'raw'))
-    return dict(flagged=n, mixed=nmixed, skip_showdoc=skipped)
-
-def _execute(src:Path, flags, cell_timeout):
-    "Run notebook `src` the way `nbdev-test` does (skipping `flags`, honouring `skip_exec`); returns (nb, error or None)."
-    from execnb.shell import CaptureShell
-    from fastcore.xtras import working_directory
-    from nbdev.process import NBProcessor
-    from nbdev.test import _skip_cell
-    from fastcore.nbio import nb_frontmatter
-    from fastcore.basics import str2bool
-    from fastcore.nbio import read_nb
-    nb = NBProcessor(src, rm_directives=False, process=True).nb
-    if str2bool(nb_frontmatter(nb).get('skip_exec', False)): return read_nb(src), None
-    k = CaptureShell(src)
-    err = None
-    try:
-        with working_directory(src.parent):
-            k.run_all(nb, exc_stop=True, preproc=_skip_cell(nb, flags), cell_timeout=cell_timeout)
-    except Exception as e: err = f'{type(e).__name__}: {e}'
-    # the notebook as `nbdev-test --save` would write it, read back: outputs in the shape nbdev's processors expect
-    import tempfile
+def save_executed(nb, src:Path, nbs:Path=NBS, cache:Path=EXECUTED):
+    "Write `nb` (notebook `src` after a run, with outputs) into the cache, stamped with `src`'s fingerprint."
     from fastcore.nbio import write_nb
-    with tempfile.TemporaryDirectory() as d:
-        write_nb(nb, Path(d)/src.name)
-        res = read_nb(Path(d)/src.name)
-    return res, err
-
-def stage_one(rel:str, nbs:str, proc:str, execute:bool, flags:list, cell_timeout:int, doc_prefix:str|None=None) -> dict:
-    """Stage notebook `nbs/rel` into `proc/rel` (optional execution, the GPU guards, nbdev's docs processing); convert
-    it to an HTML page body too unless `doc_prefix` is None."""
-    os.environ['IN_TEST'] = '1'  # as nbdev's docs processing sets it: notebooks may skip heavy work under it
-    warnings.filterwarnings('ignore', message='Found cells containing imports')
-    from fastcore.nbio import read_nb, write_nb
-    from nbdev.processors import FilterDefaults
-    src, dst = Path(nbs)/rel, Path(proc)/rel
-    t0, err = time.time(), None
-    if execute: nb, err = _execute(src, flags, cell_timeout)
-    else: nb = read_nb(src)
-    nb.path_ = str(src)
-    info = guard_notebook(nb, flags)
-    cwd = os.getcwd()
-    os.chdir(ROOT)  # nbdev-docs processes from the project root
-    try: FilterDefaults()(nb)
-    except Exception as e: return dict(rel=rel, ok=False, staged=False, error=f'nbdev processing failed: {e}', secs=time.time()-t0)
-    finally: os.chdir(cwd)
+    nb.metadata['qlora_nb'] = {'fingerprint': fingerprint(src)}
+    dst = executed_path(src, nbs, cache)
     dst.parent.mkdir(parents=True, exist_ok=True)
     write_nb(nb, dst)
-    res = dict(rel=rel, ok=err is None, staged=True, error=err and f'execution stopped: {err}', **info)
+
+def load_executed(src:Path, nbs:Path=NBS, cache:Path=EXECUTED):
+    "The executed copy of notebook `src`, or None when there is none or `src` changed since."
+    from fastcore.nbio import read_nb
+    p = executed_path(src, nbs, cache)
+    if not p.exists(): return None
+    nb = read_nb(p)
+    return nb if nb.metadata.get('qlora_nb', {}).get('fingerprint') == fingerprint(src) else None
+
+def run_notebook(src:Path, flags, nbs:Path=NBS, cache:Path=EXECUTED, cell_timeout:int|None=None):
+    "Run notebook `src` as `nbdev-test` does (`test_nb`, skipping `flags`); save the executed copy when it passes."
+    from unittest.mock import patch
+    from nbdev import test as nbtest
+    quiet()
+    # test_nb(save=True) writes the executed notebook over its source on success: send it to the cache instead
+    with patch.object(nbtest, 'write_nb', lambda nb, fn: save_executed(nb, src, nbs, cache)):
+        return nbtest.test_nb(src, skip_flags=flags, basepath=ROOT, save=True, cell_timeout=cell_timeout)
+
+# --------------------------------------------------------------------------------------------------------------------
+# nbdev's docs processing
+
+_SHOW_DIRS = {'export', 'exports', 'exporti', 'exec_doc'}
+
+def _import_lines(src:str) -> str:
+    "The top-level import statements of cell source `src`."
+    import ast
+    try: tree = ast.parse('\n'.join('' if re.match(r'^\s*[%!]', l) else l for l in src.splitlines()))
+    except SyntaxError: return ''
+    return '\n'.join(ast.get_source_segment(src, o) for o in tree.body if isinstance(o, (ast.Import, ast.ImportFrom)))
+
+def _patch_show_doc():
+    "Classes as `class Name(...)` (fastcore writes `def Name(...)->None`), and no `#LNone` on source links."
+    from nbdev.showdoc import BasicMarkdownRenderer as R
+    if getattr(R, '_qlora_nb', False): return
+    orig = R._repr_markdown_
+    def _md(self):
+        md = orig(self).replace('#LNone)', ')')
+        if inspect.isclass(self.sym): md = re.sub(r'```python\ndef (.*?)\)->None:', r'```python\nclass \1):', md, count=1, flags=re.S)
+        return md
+    R._repr_markdown_, R._qlora_nb = _md, True
+
+def processors():
+    "nbdev's `FilterDefaults`, keeping the outputs of executed lesson cells."
+    from fastcore.basics import str2bool
+    from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, _show_docs
+    class exec_api_docs(exec_show_docs):
+        "`exec_show_docs` for an executed notebook: exported and show_doc cells run; of other cells, only the imports"
+        def __call__(self, cell):
+            fm = getattr(self.nb, 'frontmatter_', {})
+            if str2bool(fm.get('skip_exec', False)) or not _do_eval(cell): return
+            if cell.directives_.keys() & _SHOW_DIRS or _show_docs(cell.parsed_()): return super().__call__(cell)
+            if self.nb.has_docs_ and hasattr(self, 'k') and (imps := _import_lines(cell.source)):
+                self.k.run_cell(imps); self.k.exc = None  # a missing optional package is fine: no show_doc needs it
+    class DocsProcs(FilterDefaults):
+        def base_procs(self): return [exec_api_docs if p is exec_show_docs else p for p in super().base_procs()]
+    return DocsProcs()
+
+def stage_one(rel:str, nbs:str, execute:str, flags:list, cell_timeout:int, proc:str|None, doc_prefix:str|None) -> dict:
+    """Notebook `nbs/rel`, executed (from the cache or run now, per `execute`) and processed by nbdev; written to
+    `proc/rel` when `proc`, converted to a page body when `doc_prefix` is not None."""
+    quiet()
+    os.environ['IN_TEST'] = '1'  # as nbdev's docs processing sets it
+    warnings.filterwarnings('ignore', message='Found cells containing imports')
+    from fastcore.nbio import read_nb, write_nb
+    nbs, t0, err = Path(nbs), time.time(), None
+    src = nbs/rel
+    nb = None if execute == 'always' else load_executed(src, nbs)
+    ran = nb is None and execute != 'never'
+    if ran:
+        ok, _ = run_notebook(src, flags, nbs, cell_timeout=cell_timeout)
+        if not ok: err = 'the notebook failed when run (traceback above): its page has no outputs'
+        nb = load_executed(src, nbs)
+    if nb is None: nb = read_nb(src)
+    nb.path_ = str(src)
+    _patch_show_doc()
+    cwd = os.getcwd(); os.chdir(ROOT)  # nbdev-docs processes from the project root
+    try: processors()(nb)
+    except Exception as e: return dict(rel=rel, ok=False, error=f'nbdev processing failed: {e}', secs=time.time()-t0)
+    finally: os.chdir(cwd)
+    res = dict(rel=rel, ok=err is None, error=err, how='ran' if ran else 'cached' if 'qlora_nb' in nb.metadata else 'no run', outputs=sum(len(c.get('outputs', [])) for c in nb.cells))
+    if proc:
+        (Path(proc)/rel).parent.mkdir(parents=True, exist_ok=True)
+        write_nb(nb, Path(proc)/rel)
     if doc_prefix is not None:
-        try: res['conv'] = convert_body(rel, json.loads(dst.read_text()), doc_prefix)
-        except Exception as e: res.update(ok=False, staged=False, error=f'HTML conversion failed: {type(e).__name__}: {e}')
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:  # the notebook as nbformat reads it
+            write_nb(nb, Path(d)/'nb.ipynb'); nbd = json.loads((Path(d)/'nb.ipynb').read_text())
+        res['conv'] = convert_body(rel, nbd, doc_prefix)
     return dict(res, secs=time.time()-t0)
 
-def copy_assets(nbs:Path, proc:Path):
-    "Copy the non-notebook files of `nbs` (images, data, the Quarto config) into `proc`, as nbdev's `proc_nbs` does."
-    for p in nbs.rglob('*'):
-        rel = p.relative_to(nbs)
-        if not p.is_file() or p.suffix == '.ipynb' or any(o.startswith('.') or o in SKIP_DIRS or o in ('_proc', '_docs', '_site')
-                                                          for o in rel.parts): continue
-        d = proc/rel
-        d.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, d)
-
-def stage(nbs:Path, proc:Path, rels, execute=False, jobs=2, cell_timeout=900, doc_prefix=None) -> list[dict]:
-    "Stage all notebooks `rels` in parallel (one process per job, spawned: each has its own interpreter state)."
+def stage(nbs:Path, rels, execute='auto', jobs=2, cell_timeout=900, proc=None, doc_prefix=None) -> list[dict]:
+    "`stage_one` for every notebook in `rels`, in `jobs` spawned processes (spawned: each has its own interpreter state)."
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
     from nbdev.config import get_config
     flags = str(get_config(ROOT).get('tst_flags', '')).split()
-    proc.mkdir(parents=True, exist_ok=True)
-    copy_assets(nbs, proc)
-    args = [(str(r), str(nbs), str(proc), execute, flags, cell_timeout, doc_prefix) for r in rels]
-    if jobs <= 1: return [stage_one(*a) for a in args]
-    import multiprocessing as mp
-    # big notebooks first, so the two workers finish together
-    args.sort(key=lambda a: -(Path(a[1])/a[0]).stat().st_size)
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) as ex:
-        futs = [ex.submit(stage_one, *a) for a in args]
-        res = [f.result() for f in futs]
-    order = {str(r): i for i, r in enumerate(rels)}
+    args = [(r.as_posix(), str(nbs), execute, flags, cell_timeout, proc and str(proc), doc_prefix) for r in rels]
+    args.sort(key=lambda a: load_executed(nbs/a[0], nbs) is not None)  # notebooks to run first
+    with ProcessPoolExecutor(max(jobs, 1), mp_context=mp.get_context('spawn')) as ex:
+        res = list(ex.map(stage_one, *zip(*args)))
+    order = {r.as_posix(): i for i, r in enumerate(rels)}
     return sorted(res, key=lambda r: order[r['rel']])
 
 # --------------------------------------------------------------------------------------------------------------------
 # Quarto site (GitHub Pages)
 
-def quarto_site(proc:Path, out:Path, jobs:int):
-    "Render the staged pages with Quarto, as `nbdev-docs` does, into `out`."
+def quarto_site(nbs:Path, proc:Path, out:Path, jobs:int):
+    "Render the processed notebooks in `proc` with Quarto, as `nbdev-docs` does, into `out`."
+    import yaml
     from nbdev.config import get_config
     from nbdev.quarto import _nbdev_yml, _fix_quarto_nav
     from nbdev.quarto_render import render_quarto
     if not shutil.which('quarto'): sys.exit('quarto is not installed: see https://quarto.org/docs/get-started/ (or build the offline site without --quarto)')
     cfg = get_config(ROOT)
+    for p in nbs.rglob('*'):  # the files beside the notebooks (sidebar.yml, styles.css, images), as nbdev's proc_nbs copies them
+        rel = p.relative_to(nbs)
+        if p.is_file() and p.suffix != '.ipynb' and not any(o.startswith(('.', '_')) or o == 'runs' for o in rel.parts):
+            (proc/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(p, proc/rel)
+    shutil.copy2(ROOT/'_quarto.yml', proc/'_quarto.yml')
     vals = {k: cfg[k] for k in ['title', 'description', 'branch', 'git_url', 'doc_host', 'doc_baseurl']}
-    vals['doc_path'] = out.name
-    (proc/'nbdev.yml').write_text(_nbdev_yml.format(**vals))  # nbdev-docs writes this to nbs/; we keep nbs/ untouched
-    # pages listed in sidebar.yml / the navbar but not written yet are left out of the staged copies
-    import yaml
-    def _exists(h): return not isinstance(h, str) or not h.endswith('.ipynb') or (proc/h).exists()
-    def _prune(items):
-        res = []
-        for o in items:
-            if isinstance(o, dict) and 'contents' in o:
-                o = dict(o, contents=_prune(o['contents']))
-                if o['contents'] or o.get('href'): res.append(o)
-            elif _exists(o if isinstance(o, str) else o.get('href')): res.append(o)
-        return res
-    sb = proc/'sidebar.yml'
-    if sb.exists():
-        y = yaml.safe_load(sb.read_text())
-        y['website']['sidebar']['contents'] = _prune(y['website']['sidebar']['contents'])
+    (proc/'nbdev.yml').write_text(_nbdev_yml.format(**vals, doc_path=out.name))
+    def _keep(o): return not isinstance(h := o if isinstance(o, str) else o.get('href'), str) or not h.endswith('.ipynb') or (proc/h).exists()
+    def _prune(items):  # pages listed in sidebar.yml but not built (not written yet, or left out by --only)
+        res = [dict(o, contents=_prune(o['contents'])) if isinstance(o, dict) and 'contents' in o else o for o in items if _keep(o)]
+        return [o for o in res if not isinstance(o, dict) or o.get('contents') or o.get('href')]
+    if (sb := proc/'sidebar.yml').exists():
+        y = yaml.safe_load(sb.read_text()); y['website']['sidebar']['contents'] = _prune(y['website']['sidebar']['contents'])
         sb.write_text(yaml.dump(y, sort_keys=False))
-    qy = yaml.safe_load((proc/'_quarto.yml').read_text())
-    nav = qy.get('website', {}).get('navbar', {})
-    for side in ('left', 'right'):
-        if side in nav: nav[side] = [o for o in nav[side] if _exists(o.get('href') if isinstance(o, dict) else o)]
-    (proc/'_quarto.yml').write_text(yaml.dump(qy, sort_keys=False))
     render_quarto(proc, out, n_workers=jobs)
     _fix_quarto_nav(out)
 
@@ -234,20 +217,15 @@ _re_link_attrs = re.compile(r'\[([^\]\n]*)\]\(([^)\s]*)\)\{([^}\n]*)\}')  # [tex
 _re_head_attrs = re.compile(r'^(#{1,6}\s.*?)\s*\{([^}\n]*)\}\s*$', re.MULTILINE)  # ## Title {#id .cls}
 _re_fence_div = re.compile(r'^:::+.*$\n?', re.MULTILINE)                           # Quarto's ::: {.callout-note} divs
 
-def _link_attrs(m):
-    "A pandoc link with attributes as an HTML link, when its text is plain; else the bare markdown link."
-    text, url, attrs = m.groups()
-    if re.search(r'[`*_\[<]', text): return f'[{text}]({url})'
-    kv = ' '.join(f'{k}="{html.escape(v)}"' for k, v in re.findall(r'([\w-]+)="([^"]*)"', attrs) if k in ('target', 'style', 'title'))
-    return f'<a href="{html.escape(url)}" {kv}>{html.escape(text)}</a>'
-
 def _clean_md(s:str) -> str:
     "Markdown written for Quarto/pandoc, made readable by nbconvert's mistune."
-    s = _re_link_attrs.sub(_link_attrs, s)
-    def _head(m):
-        ids = re.findall(r'#([\w.:-]+)', m.group(2))
-        return m.group(1) + (f' <a id="{ids[0]}"></a>' if ids else '')
-    s = _re_head_attrs.sub(_head, s)
+    def _link(m):
+        text, url, attrs = m.groups()
+        if re.search(r'[`*_\[<]', text): return f'[{text}]({url})'
+        kv = ' '.join(f'{k}="{html.escape(v)}"' for k, v in re.findall(r'([\w-]+)="([^"]*)"', attrs) if k in ('target', 'style'))
+        return f'<a href="{html.escape(url)}" {kv}>{html.escape(text)}</a>'
+    s = _re_link_attrs.sub(_link, s)
+    s = _re_head_attrs.sub(lambda m: m.group(1) + ''.join(f' <a id="{i}"></a>' for i in re.findall(r'#([\w.:-]+)', m.group(2))[:1]), s)
     return _re_fence_div.sub('', s)
 
 def _src(x): return ''.join(x) if isinstance(x, list) else (x or '')
@@ -258,35 +236,27 @@ def prepare_for_nbconvert(nb:dict) -> tuple[dict, dict]:
     fm, cells = {}, []
     for c in nb['cells']:
         src = _src(c.get('source'))
-        if c['cell_type'] == 'raw':
-            m = re.match(r'^---\s*\n(.*?)\n---\s*$', src.strip()+'\n', re.DOTALL)
-            if m:
-                fm.update(yaml.safe_load(m.group(1)) or {}); continue
+        if c['cell_type'] == 'raw' and (m := re.match(r'^---\s*\n(.*?)\n---\s*$', src.strip()+'\n', re.DOTALL)):
+            fm.update(yaml.safe_load(m.group(1)) or {}); continue
         if c['cell_type'] == 'markdown':
             src = _clean_md(src)
             if not src.strip() or src.strip().startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED'): continue
         if c['cell_type'] == 'code':
             lines, opts = src.splitlines(), {}
-            while lines and (m := _re_quarto_opt.match(lines[0])):
-                opts[m.group(1)] = m.group(2).strip('"\''); lines.pop(0)
+            while lines and (m := _re_quarto_opt.match(lines[0])): opts[m.group(1)] = m.group(2).strip('"\''); lines.pop(0)
             src = '\n'.join(lines).strip('\n')
-            tags = set(c.setdefault('metadata', {}).get('tags', []))
-            if opts.get('echo') == 'false': tags.add('remove_input')
             if opts.get('include') == 'false': continue
+            tags = {'remove_input'} if opts.get('echo') == 'false' or not src.strip() else set()
             if opts.get('output') == 'false': tags.add('remove_output')
             if 'code-fold' in opts: tags.add('code_fold')
-            if not src.strip(): tags.add('remove_input')
-            outs = []
             for o in c.get('outputs', []):
                 d = o.get('data', {})
-                for k, v in d.items():  # multi-line strings may be stored as lists of lines; nbconvert wants str
+                for k, v in d.items():  # strings stored as lists of lines: nbconvert wants str
                     if isinstance(v, list) and not k.endswith('json'): d[k] = ''.join(v)
                 if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
                 if 'text/markdown' in d: d['text/markdown'] = _clean_md(_src(d['text/markdown']))
                 if 'application/vnd.jupyter.widget-view+json' in d and len(d) > 1: d.pop('application/vnd.jupyter.widget-view+json')
-                outs.append(o)
-            c['outputs'] = outs
-            if 'remove_input' in tags and not outs: continue
+            if 'remove_input' in tags and not c.get('outputs'): continue
             c['metadata']['tags'] = sorted(tags)
         c['source'] = src
         c.get('metadata', {}).pop('execution', None)  # execnb's timings are floats; nbformat's schema wants strings
@@ -300,253 +270,183 @@ def _exporter():
     from nbconvert import HTMLExporter
     from traitlets.config import Config
     c = Config()
-    c.TagRemovePreprocessor.enabled = True
-    c.TagRemovePreprocessor.remove_input_tags = ('remove_input',)
-    c.TagRemovePreprocessor.remove_all_outputs_tags = ('remove_output',)
-    c.TagRemovePreprocessor.remove_cell_tags = ('remove_cell',)
-    c.HTMLExporter.exclude_input_prompt = True
-    c.HTMLExporter.exclude_output_prompt = True
+    c.TagRemovePreprocessor.update(enabled=True, remove_input_tags=('remove_input',), remove_all_outputs_tags=('remove_output',))
+    c.HTMLExporter.update(exclude_input_prompt=True, exclude_output_prompt=True)
     return HTMLExporter(config=c, template_name='basic')
 
 def slug(text:str) -> str:
     "Pandoc's (and so Quarto's) heading identifier: lowercase, punctuation except `_-.` dropped, spaces -> `-`."
-    s = ''.join(ch for ch in text.strip().lower() if ch.isalnum() or ch in '_-. ')
-    s = re.sub(r'\s+', '-', s)
-    s = re.sub(r'^[^a-z]+', '', s)
-    return s or 'section'
+    s = re.sub(r'\s+', '-', ''.join(ch for ch in text.strip().lower() if ch.isalnum() or ch in '_-. '))
+    return re.sub(r'^[^a-z]+', '', s) or 'section'
 
-# TeX math: no MathJax offline, so matplotlib's mathtext draws each formula as an inline SVG (TeX source as fallback)
+# TeX: no MathJax offline, so matplotlib's mathtext draws each formula as an SVG (the TeX source when it cannot)
 _re_math = re.compile(r'\$\$(.+?)\$\$|(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\d$])', re.DOTALL)
-_mt_cache = {}
 
-def _math_svg(tex:str, display:bool):
-    "Inline SVG markup for `tex`, or None when mathtext cannot parse it."
-    key = (tex, display)
-    if key in _mt_cache: return _mt_cache[key]
+def _math_svg(tex:str, display:bool) -> str|None:
+    "An <img> of `tex` drawn by mathtext, or None when mathtext cannot parse it."
     import io, base64, matplotlib
-    matplotlib.use('Agg')
     from matplotlib import mathtext
     from matplotlib.font_manager import FontProperties
-    t = re.sub(r'\\text\{([^}]*)\}', r'\\mathrm{\1}', tex.strip())
+    t = re.sub(r'\\text\{([^}]*)\}', r'\\mathrm{\1}', tex.strip())  # TeX mathtext lacks, written in what it has
+    t = re.sub(r'\\[td]frac', r'\\frac', t)
+    t = re.sub(r'\\frac\s*(\w)\s*(\w)', r'\\frac{\1}{\2}', t)
     t = t.replace(r'\,', r'\ ').replace(r'\!', '').replace(r'\;', r'\ ').replace(r'\|', r'\Vert ')
     buf = io.BytesIO()
     try:
         with matplotlib.rc_context({'svg.fonttype': 'path', 'mathtext.fontset': 'cm'}):
             mathtext.math_to_image(f'${t}$', buf, prop=FontProperties(size=16 if display else 14), format='svg', dpi=72)
-    except Exception: res = None
-    else:
-        svg = buf.getvalue().decode()
-        svg = re.sub(r'<\?xml[^>]*>\s*|<!DOCTYPE[^>]*>\s*|<metadata>.*?</metadata>\s*', '', svg, flags=re.DOTALL)
-        b64 = base64.b64encode(svg.encode()).decode()
-        cls = 'math display' if display else 'math'
-        res = f'<img class="{cls}" alt="{html.escape(tex)}" src="data:image/svg+xml;base64,{b64}">'
-    _mt_cache[key] = res
-    return res
+    except Exception: return None
+    svg = re.sub(r'<\?xml[^>]*>\s*|<!DOCTYPE[^>]*>\s*|<metadata>.*?</metadata>\s*', '', buf.getvalue().decode(), flags=re.DOTALL)
+    return (f'<img class="math{" display" if display else ""}" alt="{html.escape(tex)}" '
+            f'src="data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()}">')
 
 def render_math(soup):
     "Replace `$...$` / `$$...$$` in text (not code) with drawn formulas."
-    from bs4 import NavigableString, BeautifulSoup
+    from bs4 import BeautifulSoup
     for node in list(soup.find_all(string=_re_math)):
-        if node.find_parent(['code', 'pre', 'script', 'style', 'a']) or not isinstance(node, NavigableString): continue
+        if node.find_parent(['code', 'pre', 'script', 'style', 'a']): continue
         s, out, pos = str(node), [], 0
         for m in _re_math.finditer(s):
             tex, disp = (m.group(1), True) if m.group(1) is not None else (m.group(2), False)
-            img = _math_svg(tex, disp)
-            out.append(html.escape(s[pos:m.start()]))
-            out.append(img if img else f'<code class="math">{html.escape(tex)}</code>')
+            out += [html.escape(s[pos:m.start()]), _math_svg(tex, disp) or f'<code class="math">{html.escape(tex)}</code>']
             pos = m.end()
-        out.append(html.escape(s[pos:]))
-        node.replace_with(BeautifulSoup(''.join(out), 'html.parser'))
+        node.replace_with(BeautifulSoup(''.join(out) + html.escape(s[pos:]), 'html.parser'))
 
 def _rel_url(target:str, page:str) -> str:
     "URL of site path `target` relative to site page `page`."
     return os.path.relpath(target, os.path.dirname(page) or '.').replace(os.sep, '/')
 
 def convert_body(rel:str, nb:dict, doc_prefix:str) -> dict:
-    "A staged notebook's page body (nbconvert HTML with Quarto's heading ids and working links), title and contents."
+    "A processed notebook's page body (nbconvert HTML with Quarto's heading ids and working links), front matter and contents."
     import nbformat
     from bs4 import BeautifulSoup
     nb, fm = prepare_for_nbconvert(nb)
     page = page_name(rel)
-    body, _ = _exporter().from_notebook_node(nbformat.from_dict(nb))
-    soup = BeautifulSoup(body, 'html.parser')
-    # heading ids as Quarto makes them, so links like `recipe.html#load_recipe` resolve
+    soup = BeautifulSoup(_exporter().from_notebook_node(nbformat.from_dict(nb))[0], 'html.parser')
     seen = set()
-    for h in soup.find_all(['h1', 'h2', 'h3', 'h4', 'h5', 'h6']):
+    for h in soup.find_all(['h1', 'h2', 'h3', 'h4', 'h5', 'h6']):  # ids as Quarto makes them: `recipe.html#load_recipe`
         for a in h.find_all('a', class_='anchor-link'): a.decompose()
-        base = slug(h.get_text()); i, sid = 0, base
+        base = sid = slug(h.get_text()); i = 0
         while sid in seen: i += 1; sid = f'{base}-{i}'
         seen.add(sid); h['id'] = sid
-        a = soup.new_tag('a', href=f'#{sid}'); a['class'] = 'anchor-link'; a.string = '#'
-        h.append(a)
-    # links: hosted docs -> relative; notebook links -> their pages
-    for tag, attr in (('a', 'href'), ('img', 'src')):
+    for tag, attr in (('a', 'href'), ('img', 'src')):  # hosted docs -> relative; notebook links -> their pages
         for el in soup.find_all(tag):
-            url = el.get(attr)
-            if not url: continue
+            url = el.get(attr) or ''
             if doc_prefix and url.startswith(doc_prefix):
                 path, _, frag = url[len(doc_prefix):].partition('#')
-                path = path.lstrip('/') or 'index.html'
-                if path.endswith('.html.md'): path = path[:-3]
-                if path.endswith('/'): path += 'index.html'
-                el[attr] = _rel_url(path, page) + (f'#{frag}' if frag else '')
-            elif not re.match(r'^[a-z][a-z0-9+.-]*:|^#|^/', url):
-                path, _, frag = url.partition('#')
-                if path.endswith(('.ipynb', '.qmd')):
-                    target = os.path.normpath(os.path.join(os.path.dirname(rel), path)).replace(os.sep, '/')
-                    el[attr] = _rel_url(page_name(target), page) + (f'#{frag}' if frag else '')
-    # exported source, which Quarto shows in a fold
-    for cell in soup.select('div.celltag_code_fold'):
-        inp = cell.find('div', class_='input')
-        if inp is None: continue
-        det = soup.new_tag('details'); det['class'] = 'code-fold'; det['open'] = ''
-        summ = soup.new_tag('summary'); summ.string = 'Exported source'
+                path = re.sub(r'\.html\.md$', '.html', path.lstrip('/') or 'index.html')
+                el[attr] = _rel_url(path + ('index.html' if path.endswith('/') else ''), page) + (f'#{frag}' if frag else '')
+            elif not re.match(r'^[a-z][a-z0-9+.-]*:|^#|^/', url) and (path := url.partition('#')[0]).endswith(('.ipynb', '.qmd')):
+                frag = url.partition('#')[2]
+                el[attr] = _rel_url(page_name(os.path.normpath(os.path.join(os.path.dirname(rel), path))), page) + (f'#{frag}' if frag else '')
+    for cell in soup.select('div.celltag_code_fold'):  # `#| exports` source, which Quarto shows in a fold
+        if (inp := cell.find('div', class_='input')) is None: continue
+        det = soup.new_tag('details', attrs={'class': 'code-fold', 'open': ''}); summ = soup.new_tag('summary'); summ.string = 'Exported source'
         inp.wrap(det); det.insert(0, summ)
     render_math(soup)
-    toc = [(h.name, h['id'], h.get_text().rstrip('#').strip()) for h in soup.find_all(['h2', 'h3'])]
+    toc = [(h.name, h['id'], h.get_text().strip()) for h in soup.find_all(['h2', 'h3'])]
     return dict(fm=fm, body=str(soup), toc=toc)
 
 _CSS = """
 :root { --accent:#2c6fbb; --muted:#5f6b7a; --border:#dde3ea; --code-bg:#f6f8fa; }
 * { box-sizing:border-box; }
-body { margin:0; font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; color:#1f2933; background:#fff; }
+body { margin:0; font:16px/1.55 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; color:#1f2933; }
 a { color:var(--accent); text-decoration:none; } a:hover { text-decoration:underline; }
 .topbar { background:var(--accent); color:#fff; padding:.7rem 1.4rem; display:flex; gap:1rem; align-items:baseline; }
 .topbar a { color:#fff; font-weight:600; font-size:1.15rem; } .topbar span { opacity:.8; font-size:.85rem; }
 .layout { display:grid; grid-template-columns:230px minmax(0,1fr) 200px; gap:2rem; max-width:1400px; margin:0 auto; padding:0 1.2rem; }
-nav.sidebar { position:sticky; top:0; align-self:start; max-height:100vh; overflow:auto; padding:1.2rem 0; font-size:.92rem; }
-nav.sidebar .section { margin:1rem 0 .3rem; font-weight:700; color:var(--muted); text-transform:uppercase; font-size:.75rem; letter-spacing:.05em; }
-nav.sidebar ul { list-style:none; margin:0; padding:0; }
+nav.sidebar, aside.toc { position:sticky; top:0; align-self:start; max-height:100vh; overflow:auto; padding:1.2rem 0; font-size:.9rem; }
+nav.sidebar .section { margin:1rem 0 .3rem; font-weight:700; color:var(--muted); text-transform:uppercase; font-size:.75rem; }
+nav.sidebar ul, aside.toc ul { list-style:none; margin:0; padding:0; }
 nav.sidebar li a { display:block; padding:.22rem .6rem; border-left:3px solid transparent; color:#2f3b48; }
 nav.sidebar li a.active { border-left-color:var(--accent); background:#eef4fb; color:var(--accent); font-weight:600; }
-nav.sidebar li.missing { padding:.22rem .6rem; color:#9aa5b1; font-style:italic; }
 main.content { padding:1.2rem 0 4rem; min-width:0; }
-aside.toc { position:sticky; top:0; align-self:start; padding:1.2rem 0; font-size:.85rem; max-height:100vh; overflow:auto; }
+aside.toc ul { padding-left:.6rem; border-left:1px solid var(--border); } aside.toc li.l3 { padding-left:.8rem; }
 aside.toc .toc-title { font-weight:700; color:var(--muted); margin-bottom:.3rem; }
-aside.toc ul { list-style:none; margin:0; padding-left:.6rem; border-left:1px solid var(--border); }
-aside.toc li.l3 { padding-left:.8rem; }
 .page-header h1.title { margin:.6rem 0 .2rem; font-size:2.1rem; }
 .page-header .description { color:var(--muted); font-size:1.1rem; margin:0 0 1.2rem; font-style:italic; }
-h1,h2,h3,h4 { line-height:1.25; } h2 { border-bottom:1px solid var(--border); padding-bottom:.2rem; margin-top:2rem; }
-a.anchor-link { visibility:hidden; margin-left:.3rem; font-size:.8em; } h1:hover a.anchor-link,h2:hover a.anchor-link,h3:hover a.anchor-link { visibility:visible; }
+h2 { border-bottom:1px solid var(--border); padding-bottom:.2rem; margin-top:2rem; }
 pre, code { font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace; font-size:.86rem; }
 :not(pre) > code { background:var(--code-bg); padding:.08rem .3rem; border-radius:4px; }
 img.math { vertical-align:middle; } img.math.display { display:block; margin:.6rem auto; }
-.cell { margin:0 0 1rem; }
 .input_area, .highlight { background:var(--code-bg); border-radius:6px; }
 .input_area pre, .highlight pre { margin:0; padding:.7rem .9rem; overflow:auto; }
-.output_area pre { margin:.2rem 0 0 .8rem; padding:.3rem .8rem; border-left:2px solid lightsalmon; overflow:auto; background:none; }
-.output_area .output_stderr pre { border-left-color:#e66; background:#fff5f5; }
-.output_area img { max-width:100%; }
+.output_area pre { margin:.2rem 0 0 .8rem; padding:.3rem .8rem; border-left:2px solid lightsalmon; overflow:auto; }
+.output_area .output_stderr pre { border-left-color:#c9a227; color:#5f5a4a; font-size:.8rem; }
+.output_area img { max-width:100%; } .cell { margin:0 0 1rem; }
 main table { border-collapse:collapse; margin:.6rem 0; font-size:.9rem; }
 main th, main td { border:1px solid var(--border); padding:.25rem .55rem; text-align:left; vertical-align:top; }
 main thead th { background:#f2f5f8; }
-.output_markdown hr:first-child { border:none; border-top:1px solid var(--border); margin:1.4rem 0 .4rem; }
 .output_markdown h3 { margin-top:.4rem; font-family:"DejaVu Sans Mono",Menlo,monospace; color:#123a66; }
 blockquote { margin:.5rem 0; padding:.1rem 1rem; border-left:3px solid var(--border); color:var(--muted); }
-details.code-fold > summary { cursor:pointer; color:var(--muted); font-size:.9rem; margin:.2rem 0; }
-.prompt { display:none; }
+details.code-fold > summary { cursor:pointer; color:var(--muted); font-size:.9rem; }
 @media (max-width:1000px) { .layout { grid-template-columns:190px minmax(0,1fr); } aside.toc { display:none; } }
 """
 
-def _md_inline(s:str) -> str:
-    from nbconvert.filters import markdown2html
-    h = markdown2html(s or '').strip()
-    return re.sub(r'^<p>(.*)</p>$', r'\1', h, flags=re.DOTALL)
+ACTIVE = ' class="active"'
 
 def render_page(rel:str, conv:dict, nav, titles:dict, site_title:str) -> str:
     "One complete page: top bar, sidebar in pipeline order, title and summary, the body, on-page contents."
+    from nbconvert.filters import markdown2html
     page, fm = page_name(rel), conv['fm']
-    title, desc = fm.get('title') or Path(rel).stem, fm.get('description', '')
-    up = _rel_url('.', page)
-    up = '' if up == '.' else up + '/'
-    nav_html = []
+    title = fm.get('title') or Path(rel).stem
+    desc = re.sub(r'^<p>(.*)</p>$', r'\1', markdown2html(fm.get('description', '')).strip(), flags=re.S)
+    up = '' if (u := _rel_url('.', page)) == '.' else u + '/'
+    side = []
     for sec, items in nav:
-        if sec: nav_html.append(f'<div class="section">{html.escape(sec)}</div>')
-        nav_html.append('<ul>')
-        for it in items:
-            if it in titles:
-                cls = ' class="active"' if it == rel else ''
-                nav_html.append(f'<li><a{cls} href="{_rel_url(page_name(it), page)}">{html.escape(titles[it])}</a></li>')
-            else:  # listed in sidebar.yml, not written yet: shown, not linked
-                nav_html.append(f'<li class="missing" title="{html.escape(it)}: not written yet">{html.escape(Path(it).stem)}</li>')
-        nav_html.append('</ul>')
-    toc_html = ''
-    if conv['toc']:
-        toc_html = ('<aside class="toc"><div class="toc-title">On this page</div><ul>' +
-                    ''.join(f'<li class="{"l3" if n == "h3" else "l2"}"><a href="#{i}">{html.escape(t)}</a></li>' for n, i, t in conv['toc']) +
-                    '</ul></aside>')
+        side += ([f'<div class="section">{html.escape(sec)}</div>'] if sec else []) + ['<ul>']
+        side += [f'<li><a{ACTIVE if it == rel else ""} href="{_rel_url(page_name(it), page)}">{html.escape(titles[it])}</a></li>'
+                 for it in items if it in titles] + ['</ul>']
+    toc = ''.join(f'<li class="l{n[1]}"><a href="#{i}">{html.escape(t)}</a></li>' for n, i, t in conv['toc'])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)} – {html.escape(site_title)}</title>
-<meta name="description" content="{html.escape(re.sub('<[^>]+>', '', _md_inline(desc)))}">
 <link rel="stylesheet" href="{up}site.css"><link rel="stylesheet" href="{up}pygments.css"><link rel="stylesheet" href="{up}styles.css">
 </head><body>
 <header class="topbar"><a href="{up}index.html">{html.escape(site_title)}</a><span>documentation (offline build)</span></header>
-<div class="layout">
-<nav class="sidebar">{''.join(nav_html)}</nav>
-<main class="content"><header class="page-header"><h1 class="title">{html.escape(title)}</h1>
-<div class="description">{_md_inline(desc)}</div></header>
+<div class="layout"><nav class="sidebar">{''.join(side)}</nav>
+<main class="content"><header class="page-header"><h1 class="title">{html.escape(title)}</h1><div class="description">{desc}</div></header>
 {conv['body']}
 </main>
-{toc_html}
+{f'<aside class="toc"><div class="toc-title">On this page</div><ul>{toc}</ul></aside>' if toc else ''}
 </div></body></html>
 """
 
-_re_autolink = re.compile(r'<a href="([^"#:]*)#([^"]+)"><code>(.*?)</code></a>')
-
-def unlink_dangling(out:Path):
-    "nbdev links every backticked name in the module index, private helpers too; unlink those with no doc entry."
-    ids = {p: set(re.findall(r'\sid="([^"]+)"', p.read_text())) for p in out.rglob('*.html')}
-    for p in ids:
-        txt = p.read_text()
-        def _fix(m):
-            tgt = (p.parent/m.group(1)).resolve() if m.group(1) else p
-            if tgt in ids and m.group(2) not in ids[tgt]:
-                print(f'  note: {p.relative_to(out)}: `{m.group(3)}` has no doc entry on {tgt.name}: left unlinked')
-                return f'<code>{m.group(3)}</code>'
-            return m.group(0)
-        new = _re_autolink.sub(_fix, txt)
-        if new != txt: p.write_text(new)
-
 def offline_site(results:list, out:Path, nav, nbs:Path, site_title:str):
-    "Write the static site `out` from the converted bodies in `results` (one per notebook)."
+    "Write the static site `out` from the converted bodies in `results`."
     from pygments.formatters import HtmlFormatter
     if out.exists(): shutil.rmtree(out)
     out.mkdir(parents=True)
     (out/'site.css').write_text(_CSS)
     (out/'pygments.css').write_text(HtmlFormatter(style='default').get_style_defs('.highlight'))
-    css = nbs/'styles.css'
-    (out/'styles.css').write_text(css.read_text() if css.exists() else '')
+    shutil.copy2(nbs/'styles.css', out/'styles.css')
     convs = {r['rel']: r['conv'] for r in results if r.get('conv')}
     titles = {rel: c['fm'].get('title') or Path(rel).stem for rel, c in convs.items()}
-    listed = {it for _, items in nav for it in items}
-    extra = [r for r in convs if r not in listed]
-    if extra: nav = list(nav) + [('Other', extra)]
-    for rel, conv in convs.items():
-        dst = out/page_name(rel)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(render_page(rel, conv, nav, titles, site_title))
-    unlink_dangling(out)
-    # files the pages link to (images, data) that live beside the notebooks
-    for page in out.rglob('*.html'):
-        for url in re.findall(r'(?:href|src)="([^"#?:]+)[^"]*"', page.read_text()):
-            tgt = (page.parent/url).resolve()
-            if tgt.exists() or not tgt.is_relative_to(out.resolve()): continue
-            src = nbs/tgt.relative_to(out.resolve())
-            if src.is_file() and src.suffix != '.ipynb':
-                tgt.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, tgt)
+    if extra := [r for r in convs if r not in {it for _, items in nav for it in items}]: nav = list(nav) + [('Other', extra)]
+    pages = {out/page_name(rel): render_page(rel, conv, nav, titles, site_title) for rel, conv in convs.items()}
+    ids = {p: set(re.findall(r'\sid="([^"]+)"', t)) for p, t in pages.items()}
+    for p, txt in pages.items():
+        # nbdev links every backticked name of the module index, private helpers too: unlink those with no doc entry
+        def _fix(m):
+            tgt = (p.parent/m.group(1)).resolve() if m.group(1) else p
+            return m.group(0) if tgt not in ids or m.group(2) in ids[tgt] else f'<code>{m.group(3)}</code>'
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(re.sub(r'<a href="([^"#:]*)#([^"]+)"><code>(.*?)</code></a>', _fix, txt))
+        for url in re.findall(r'(?:href|src)="([^"#?:]+)[^"]*"', txt):  # images and files beside the notebooks
+            tgt = (p.parent/url).resolve()
+            if not tgt.exists() and tgt.is_relative_to(out.resolve()) and (s := nbs/tgt.relative_to(out.resolve())).is_file():
+                tgt.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(s, tgt)
 
 # --------------------------------------------------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', help='output folder (default: _site_offline, or _docs with --quarto)')
-    ap.add_argument('--proc', default=str(ROOT/'_proc'), help="staging folder for processed notebooks (nbdev's _proc)")
     ap.add_argument('--nbs', default=str(NBS), help='notebook folder')
-    ap.add_argument('--sidebar', help='sidebar.yml to order pages by (default: NBS/sidebar.yml)')
-    ap.add_argument('--execute', action='store_true', help='run the notebooks first (gpu/slow/notest cells skipped)')
+    ap.add_argument('--execute', choices=['auto', 'always', 'never'], default='auto',
+                    help='run notebooks that have no current executed copy (auto), all of them (always), or none (never)')
     ap.add_argument('--quarto', action='store_true', help='render the Quarto site instead of the offline one')
+    ap.add_argument('--proc', default=str(ROOT/'_proc'), help='with --quarto: folder for the processed notebooks')
     ap.add_argument('--jobs', type=int, default=min(os.cpu_count() or 1, 4), help='parallel workers')
     ap.add_argument('--only', default='', help='regex: build only notebooks whose path matches')
     ap.add_argument('--cell-timeout', type=int, default=900)
@@ -554,30 +454,27 @@ def main(argv=None):
     t0 = time.time()
     from nbdev.config import get_config
     cfg = get_config(ROOT)
-    nbs, proc = Path(a.nbs).resolve(), Path(a.proc).resolve()
+    nbs = Path(a.nbs).resolve()
     out = Path(a.out or (ROOT/('_docs' if a.quarto else '_site_offline'))).resolve()
-    sidebar = Path(a.sidebar) if a.sidebar else nbs/'sidebar.yml'
     rels = [r for r in find_notebooks(nbs) if re.search(a.only, r.as_posix())]
     if not rels: sys.exit(f'no notebooks found in {nbs}')
-    if proc.exists(): shutil.rmtree(proc)
-    doc_prefix = (cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/')).rstrip('/') + '/' if cfg.doc_host else ''
-    res = stage(nbs, proc, rels, execute=a.execute, jobs=a.jobs, cell_timeout=a.cell_timeout,
-                doc_prefix=None if a.quarto else doc_prefix)
+    proc = Path(a.proc).resolve() if a.quarto else None
+    if proc and proc.exists(): shutil.rmtree(proc)
+    doc_prefix = None if a.quarto else (cfg.doc_host.rstrip('/') + '/' + cfg.doc_baseurl.strip('/')).rstrip('/') + '/' if cfg.doc_host else ''
+    res = stage(nbs, rels, a.execute, a.jobs, a.cell_timeout, proc, doc_prefix)
     for r in res:
-        extra = f" ({r.get('flagged', 0)} flagged, {r.get('mixed', 0)} import+lesson cell(s) not run by nbdev)"
-        print(f"  {'ok ' if r['ok'] else 'ERR'} {r['rel']:<40} {r['secs']:5.1f}s{extra}" + (f"\n      {r['error']}" if r['error'] else ''))
-    bad = [r for r in res if not r['ok']]
-    if any(not r.get('staged') for r in bad): sys.exit(f'{len(bad)} notebook(s) failed')
-    if a.quarto: quarto_site(proc, out, a.jobs)
+        print(f"  {'ok ' if r['ok'] else 'ERR'} {r['rel']:<40} {r['secs']:5.1f}s {r.get('how', ''):<6} "
+              f"{r.get('outputs', 0):3} outputs" + (f"\n      {r['error']}" if r['error'] else ''))
+    if any('nbdev processing' in (r['error'] or '') for r in res): sys.exit('nbdev processing failed')
+    if a.quarto: quarto_site(nbs, proc, out, a.jobs)
     else:
-        nav = read_sidebar(sidebar) if sidebar.exists() else [(None, [r.as_posix() for r in rels])]
+        nav = read_sidebar(nbs/'sidebar.yml') if (nbs/'sidebar.yml').exists() else [(None, [r.as_posix() for r in rels])]
         offline_site(res, out, nav, nbs, cfg.title)
     print(f'{len(rels)} pages -> {out} in {time.time()-t0:.0f}s')
-    if bad: sys.exit(f'{len(bad)} notebook(s) had errors (pages were still written)')
+    if bad := [r for r in res if not r['ok']]: sys.exit(f'{len(bad)} notebook(s) failed (their pages were still written)')
 
 if __name__ == '__main__':
-    # run as the importable module `build_docs`: worker processes unpickle `build_docs.stage_one`, since IPython's
-    # shell (used by nbdev to render show_doc) replaces `__main__` in the worker
+    # workers unpickle `build_docs.stage_one`: run as the importable module, not as __main__
     sys.path.insert(0, str(Path(__file__).parent))
     import build_docs
     build_docs.main()

@@ -4,7 +4,7 @@ pass/fail and wall time per notebook; with --out, keep each executed notebook (o
 
     python scripts/run_gpu_cells.py                          # every notebook that has a `#| gpu` cell
     python scripts/run_gpu_cells.py --multigpu               # also the `multigpu` cells (55_distributed's FSDP run)
-    python scripts/run_gpu_cells.py nbs/85_fast.ipynb --out /tmp/executed"""
+    python scripts/run_gpu_cells.py nbs/50_train.ipynb --out /tmp/executed"""
 import argparse, json, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
