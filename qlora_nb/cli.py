@@ -6,13 +6,14 @@ Docs: https://qlora-nb.github.io/qlora_nb/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #1ae3bcd8
 from __future__ import annotations
-import argparse, dataclasses, difflib, importlib, inspect, sys, time, warnings
+import argparse, dataclasses, difflib, importlib, inspect, os, sys, time, warnings
 from fastcore.script import anno_parser
 from .env import env_main
 from .recipe import SECTIONS, QloraError, load_recipe, parse_overrides, toy_recipe
 
 # %% auto #0
-__all__ = ['COMMANDS', 'command', 'command_function', 'overrides_help', 'parser', 'train', 'estimate', 'generate', 'demo', 'main']
+__all__ = ['COMMANDS', 'command', 'command_function', 'overrides_help', 'parser', 'train', 'generate', 'demo', 'quiet_progress',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #1b7fd89b
 COMMANDS = {} # name -> (function or 'module:function', names of its positional arguments)
@@ -56,38 +57,30 @@ command(env_main, name='env')
 
 @command
 def train(recipe:str=None, # recipe ini file (default: the project's settings.ini)
-          data:str=None, # dataset file/dir/hub id or `toy:<task>` (default: the recipe's data.path)
-          resume:bool=False, # continue an interrupted run with the same output name
-          overwrite:bool=False, # replace a finished run with the same name
+          data:str=None, # dataset file/dir/glob/hub id or `toy:<task>` (default: the recipe's data.path)
+          resume:bool=False, # continue an interrupted run with the same output name from its newest complete checkpoint
+          overwrite:bool=False, # replace a finished run with the same name (a merged model in it is moved aside, not deleted)
+          fresh:bool=False, # move an interrupted run with the same name aside (<name>.incomplete.<time>) and start over
+          force:bool=False, # resume although the recipe or data changed since the run started
           **overrides) -> int:
     "Fine-tune with QLoRA per the recipe; writes runs/<name>/ (adapter, tokenizer, recipe, log, summary)"
     from qlora_nb.train import finetune, read_summary
-    run = finetune(recipe, data=data, resume=resume, overwrite=overwrite, **overrides)
+    run = finetune(recipe, data=data, resume=resume, overwrite=overwrite, fresh=fresh, force=force, **overrides)
     s = read_summary(run)
-    print(f"run written to {run}: {s['steps']} steps in {s['train_seconds']:.0f}s, loss {s['first_loss']:.3f} -> {s['final_loss']:.3f}")
+    loss = (f", loss {s['first_loss']:.3f} (first logged step) -> {s['final_loss']:.3f} (last logged step)" if s.get('first_loss') is not None else '')
+    if s.get('train_loss') is not None: loss += f", mean {s['train_loss']:.3f}"
+    if int(os.environ.get('RANK', '0')) == 0: print(f"run written to {run}: {s['steps']} steps in {s['train_seconds']:.0f}s{loss}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #7497cfca
 command('qlora_nb.data:check_data_cli', name='check-data', pos=('data',))
 
-@command(pos=('model',))
-def estimate(model:str=None, # size (3b, 7b, 13b, 70b), architecture name, or config.json path/dir; default: the recipe's model
-             recipe:str=None, # recipe ini file (default: the project's settings.ini)
-             free_gb:float=None, # GPU memory to fit in: prints what to change when the run does not fit
-             **overrides) -> int:
-    "Estimate the peak GPU memory of the recipe's run, term by term; switches are recipe keys (`--training.liger true`)"
-    from qlora_nb.memory import advise, estimate_recipe, fits
-    e = estimate_recipe(load_recipe(recipe, **overrides), model)
-    print(e.text())
-    if free_gb is None: return 0
-    ok = fits(e, free_gb)
-    print(f"\n{'fits' if ok else 'does NOT fit'} in {free_gb} GB")
-    if not ok: print(advise(e, free_gb).to_string(index=False))
-    return 0 if ok else 1
+command('qlora_nb.memory:estimate_cli', name='estimate', pos=('model',))
 
 # %% ../nbs/90_cli.ipynb #c088df48
 command('qlora_nb.merge:merge_cli', name='merge')
 command('qlora_nb.hub:push_cli', name='push')
+command('qlora_nb.distributed:launch', name='launch')
 
 @command
 def generate(model:str, # run directory (base + adapter) or merged model directory
@@ -97,10 +90,11 @@ def generate(model:str, # run directory (base + adapter) or merged model directo
              top_p:float=0.9, # nucleus sampling mass
              greedy:bool=False, # always take the most likely token
              system:str=None, # optional system message
+             allow_other_base:bool=False, # load even when the base model is not the one the adapter was trained on
             ) -> int:
     "Answer a prompt (or chat interactively) with a fine-tuned model, streaming tokens as they are produced"
     from qlora_nb.infer import load_for_inference, generate as gen
-    im = load_for_inference(model)
+    im = load_for_inference(model, allow_other_base=allow_other_base)
     kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, greedy=greedy, system=system, stream=True)
     if prompt is not None: gen(im, prompt, **kw); return 0
     history = []
@@ -138,7 +132,7 @@ def demo(task:str='upper', # toy instruction to teach: upper, reverse or next
     before_ans, before = greedy_answers(base, tok, show['prompt']), exact_match(base, tok, held)
     print(f'2/4 fine-tuning: LoRA r={r.lora.r} on all linear layers, {steps} steps', flush=True)
     t0 = time.time()
-    run = finetune(r, overwrite=overwrite)
+    run = finetune(r, overwrite=overwrite, fresh=overwrite)
     s = read_summary(run)
     print(f'3/4 reloading the adapter from {run}/adapter onto a fresh 4-bit base', flush=True)
     base2, tok2 = load_model(recipe=r, for_training=False)
@@ -157,9 +151,19 @@ def _usage() -> str:
     lines += [f'  {n:<12} {(command_function(n).__doc__ or "").splitlines()[0]}' for n in COMMANDS]
     return '\n'.join(lines + ['', overrides_help()])
 
+def quiet_progress(tty:bool|None=None, # stderr is a terminal (default: ask it)
+                   environ:dict|None=None, # the environment to set (default: `os.environ`)
+                  ):
+    "Progress bars off where they are noise: dataset preprocessing always; weight loading when stderr is not a terminal"
+    env = os.environ if environ is None else environ
+    env.setdefault('HF_DATASETS_DISABLE_PROGRESS_BARS', '1')   # trl's five map() bars per run: "Tokenizing train dataset" ...
+    if not (sys.stderr.isatty() if tty is None else tty): env.setdefault('HF_HUB_DISABLE_PROGRESS_BARS', '1')  # logs, CI
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `qlora-nb` console script"
     argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_progress()
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"qlora-nb: {cat.__name__.replace('UserWarning', 'warning')}: {msg}\n"  # one line each
     if not argv or argv[0] in ('-h', '--help', 'help'): print(_usage()); return 0
     name = argv[0]
     if name not in COMMANDS:

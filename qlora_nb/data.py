@@ -50,7 +50,8 @@ class DataReport:
         head = f"DataReport({self.source}): " + ', '.join(f"{k}={v}" for k,v in self.stats().items())
         if self.template: head += f"\n  chat template: {self.template}"
         if not self.findings: return head + '\n  no findings'
-        return head + ''.join(f"\n  [{f.severity}] {f.check} ({f.count} rows): {f.message} Fix: {f.fix}" for f in self.findings)
+        return head + ''.join(f"\n  [{f.severity}] {f.check}" + (f" ({f.count} rows)" if f.count else '') + f": {f.message}" +
+                              (f" Fix: {f.fix}" if f.fix else '') for f in self.findings)
     def _repr_html_(self):
         s = ''.join(f'<td>{v}</td>' for v in self.stats().values())
         hs = ''.join(f'<th>{k}</th>' for k in self.stats())
@@ -200,6 +201,7 @@ def check_dataset(data, # anything `load_rows` accepts; None = the recipe's `dat
         findings.append(Finding('error', str(e).split(' To fine-tune')[0], 'set data.preference = chosen to train on the chosen '
                                 'answers only (or use trl DPOTrainer/KTOTrainer).', 'preference_data', []))
         rows, fmt, detected, notes = examples(dc.path if data is None else data, dc, source, preference='chosen')
+        notes = [n.replace('(data.preference = chosen)', '(checked as it would train with data.preference = chosen)') for n in notes]
     findings += [Finding('info', n, '', 'converted', []) for n in notes]
     found, good = _structure(rows, fmt, dc.template, min_response_words)
     findings += found

@@ -210,7 +210,7 @@ def doctor(report:dict|None=None, # an `env_report()` (or a dict with its keys);
             out.append(f)
     return Findings(sorted(out, key=lambda f: _ORDER[f.severity]))
 
-# %% ../nbs/00_env.ipynb #25dacea9
+# %% ../nbs/00_env.ipynb #966d9c64
 def _cc(report):
     cc = report.get('compute_capability')
     return tuple(int(p) for p in str(cc).split('.')) if cc else None
@@ -231,6 +231,7 @@ def check_bf16(report):
                        'fp16 QLoRA is numerically unstable (overflow, nan loss).',
                        'Set quantization.compute_dtype = float32 (slower, stable), or use a bf16 GPU (compute capability >= 8.0).')
 
+# %% ../nbs/00_env.ipynb #e5a9b9c4
 @register_check
 def check_bnb(report):
     "error when bitsandbytes is missing or its 4-bit matmul probe failed."
@@ -245,6 +246,7 @@ def check_bnb(report):
 
 CORE = ('transformers', 'peft', 'trl', 'datasets', 'accelerate')
 
+# %% ../nbs/00_env.ipynb #3b360292
 @register_check
 def check_core_packages(report):
     "error for each missing core library."
@@ -284,7 +286,7 @@ def guard_cpu_repack(model, # any `torch.nn.Module` (a loaded 4-bit model, a pef
 def env_main(as_json:bool=False, # print the report as JSON instead of a table (findings are skipped)
              probe:bool=True, # run the bitsandbytes 4-bit probe
             ) -> int:
-    "Print `env_report()` and `doctor()` findings; returns 1 when a finding is an error, else 0."
+    "Show the environment report (torch, CUDA, GPU, libraries) and `doctor()`'s findings; returns 1 when one is an error"
     rep = env_report(probe=probe)
     if as_json: print(rep.to_json(indent=2)); return 0
     found = doctor(rep)

@@ -30,7 +30,7 @@ FORMATS = dict( # format -> (required columns, optional columns)
 ROLES = ('system', 'user', 'assistant')
 TRAINABLE = ('instruction', 'chat', 'text', 'prompt_completion')  # what `normalise` turns every format into
 
-# %% ../nbs/30_data.ipynb #faef125a
+# %% ../nbs/30_data.ipynb #6e081b19
 def _accepted():
     return '; '.join(f"{f} ({', '.join(r)}{', optional ' + ', '.join(o) if o else ''})" for f,(r,o) in FORMATS.items())
 
@@ -48,6 +48,7 @@ def _columns(data) -> tuple[list[str], object]:
 def _is_kto(cols, label) -> bool:
     return 'label' in cols and ('completion' in cols or 'messages' in cols) and (label is None or isinstance(label, bool))
 
+# %% ../nbs/30_data.ipynb #560908b5
 def detect_format(data, # a `Dataset`, a record (dict), a list of records, or a list of column names
                   format:str='auto', # `auto` to detect, or the format to check for
                   source:str='the dataset', # name used in error messages (a file path, `toy`, ...)
@@ -168,7 +169,7 @@ def read_rows(path:str|Path, # one data file: .json, .jsonl/.ndjson, .csv, .parq
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False).to_dict('records')
     return _json_records(text, p) if kind == '.json' else _jsonl_records(text, p)
 
-# %% ../nbs/30_data.ipynb #b8aab640
+# %% ../nbs/30_data.ipynb #464a80c6
 def _hub_rows(name:str, split:str) -> list[dict]:
     "Load `name` from the Hugging Face hub (needs network access)"
     try: return datasets.load_dataset(name, split=split).to_list()
@@ -182,6 +183,7 @@ def _pick_split(dd:DatasetDict, split:str, source:str) -> Dataset:
         raise QloraError(f"{source} has splits {list(dd)}, not `{split}`. Pass `split=` with one of them.")
     return dd[split]
 
+# %% ../nbs/30_data.ipynb #8b4f64d9
 def data_files(source:str|Path, # a directory or a glob pattern
                split:str='train', # in a directory whose file names say train/test/validation, the files of this split
               ) -> list[Path]:
@@ -198,6 +200,7 @@ def data_files(source:str|Path, # a directory or a glob pattern
         raise QloraError(f"{s} mixes file types {kinds}; keep one type per directory or glob (e.g. `{s.rstrip('/')}/*{kinds[0]}`).")
     return files
 
+# %% ../nbs/30_data.ipynb #d52630e2
 def load_rows(source, # file, directory, glob, hub id, `toy[:task]`, DataFrame, `Dataset`, `DatasetDict` or list of dicts
               split:str='train', # split of a `DatasetDict`, saved dataset, directory, hub dataset or `toy` (train/test)
              ) -> list[dict]:
@@ -257,7 +260,7 @@ def load_data(source, # anything `load_rows` accepts
         return _pick_split(ds, split, str(p)) if isinstance(ds, DatasetDict) else ds
     return _records_to_dataset(load_rows(source, split), str(source) if p else 'the list of records')
 
-# %% ../nbs/30_data.ipynb #4ee45005
+# %% ../nbs/30_data.ipynb #a5afbc70
 SHAREGPT_ROLES = dict(human='user', user='user', gpt='assistant', assistant='assistant', bot='assistant', model='assistant',
                       chatgpt='assistant', system='system')
 
@@ -280,6 +283,7 @@ def _refuse(fmt, source, cols):
                      "preference = chosen, or --data.preference chosen); to learn from the preferences themselves, use "
                      "trl's DPOTrainer/KTOTrainer after SFT.")
 
+# %% ../nbs/30_data.ipynb #a8188de2
 def normalise(rows:list[dict], # examples from `load_rows`
               fmt:str, # their format, from `detect_format`
               preference:str='refuse', # preference/kto data: `refuse`, or `chosen` to keep the chosen/desirable answers
@@ -309,7 +313,7 @@ def normalise(rows:list[dict], # examples from `load_rows`
         return [dict(messages=r.get('chosen')) for r in rows], 'chat', notes  # implicit prompt: `chosen` is the whole conversation
     return rows, fmt, notes
 
-# %% ../nbs/30_data.ipynb #71a07722
+# %% ../nbs/30_data.ipynb #55777467
 def _is_str(v): return isinstance(v, str)
 
 def _turn_problems(msgs, field:str) -> list[tuple[str,str]]:
@@ -326,6 +330,7 @@ def _turn_problems(msgs, field:str) -> list[tuple[str,str]]:
         elif m['role'] == 'assistant' and not m['content'].strip(): out.append((f'{field}[{j}].content', 'empty'))
     return out
 
+# %% ../nbs/30_data.ipynb #57d6e812
 def row_problems(row:dict, # one example
                  fmt:str, # its (trainable) format
                  template:str|None=None, # `alpaca` also refuses multi-turn conversations
@@ -359,6 +364,7 @@ def row_problems(row:dict, # one example
                                     "(with data.chat_template = alpaca to keep ### headers) to train every turn"))
     return out
 
+# %% ../nbs/30_data.ipynb #0a17e3fe
 def validate(rows, # examples (a list of dicts or a `Dataset`)
              fmt:str, # their (trainable) format
              on_error:str='raise', # `raise` on bad rows, or `drop` them (counted and reported)

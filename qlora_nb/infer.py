@@ -46,12 +46,13 @@ def load_for_inference(run_or_model_dir:str, # a run directory (adapter) or a mo
                        adapter:bool=True, # False: the base model alone (for comparisons)
                        device_map=None, # default: this process's GPU, or the CPU
                        adapter_dtype:str='saved', # saved (as trained: reproduces training) or float32 (peft's upcast)
+                       allow_other_base:bool=False, # load even when the base model is not the one the adapter was trained on
                       ) -> InferenceModel:
     "Load a run (base + adapter) or a merged model for generation, with the prompt style it was trained with"
     if base not in ('auto', '4bit', '16bit'): raise QloraError(f"Unknown base `{base}`; choose auto, 4bit or 16bit.")
     p = Path(run_or_model_dir).expanduser()
     if (p/'adapter').exists() or p.with_name(p.name + '.incomplete').exists() or not p.exists():
-        run = read_run(p)  # names what is missing, or that the run did not finish
+        run = read_run(p, allow_other_base=allow_other_base)  # names what is missing, that the run did not finish, or another base
         b = base if base != 'auto' else ('4bit' if run.recipe.quantization.load_in_4bit else '16bit')
         if adapter: model = load_trained(run, base=b, device_map=device_map, adapter_dtype=adapter_dtype)
         else: model = load_model(recipe=run.recipe, for_training=False, device_map=device_map, **{'quantization.load_in_4bit': b == '4bit'})[0].eval()
@@ -110,7 +111,7 @@ def _as_prompts(prompts) -> tuple[list, bool]:
     if isinstance(prompts, (str, dict)) or is_messages(prompts): return [prompts], True
     return list(prompts), False
 
-# %% ../nbs/70_infer.ipynb #dfc08072
+# %% ../nbs/70_infer.ipynb #88aa0c4e
 @torch.no_grad()
 def _generate_ids(im, texts, cfg, streamer=None, stopping=None):
     "New token ids `(B, <=max_new_tokens)` for already-formatted `texts`"
@@ -126,6 +127,7 @@ def _finish(tok, ids, cfg) -> dict:
     n = ends[0] + 1 if ends else len(ids)
     return dict(text=tok.decode(ids[:n], skip_special_tokens=True), tokens=n, stopped='eos' if ends else 'length')
 
+# %% ../nbs/70_infer.ipynb #dffddaa1
 def generate(model, # an `InferenceModel`, or a run / model directory to load
              prompts, # a prompt (string, instruction dict, chat messages) or a list of prompts
              max_new_tokens:int=256, # most new tokens per answer
@@ -222,7 +224,7 @@ def chat(model, # an `InferenceModel`, or a run / model directory to load
         history += turn + [dict(role='assistant', content=''.join(pieces))]
     return history
 
-# %% ../nbs/70_infer.ipynb #b7d7d854
+# %% ../nbs/70_infer.ipynb #ae7ce072
 @dataclass
 class Comparison:
     "Base and fine-tuned answers to the same prompts (a table in notebooks)"
@@ -254,6 +256,7 @@ class Comparison:
         tail = (f"<p>exact match: base {self.score(self.base):.0%}, fine-tuned {self.score(self.tuned):.0%}</p>" if self.references else '')
         return f'<table><tr>{head}</tr>{body}</table>{tail}'
 
+# %% ../nbs/70_infer.ipynb #43d12764
 def compare(tuned, # the fine-tuned `InferenceModel`, or a run / merged model directory
             prompts:list, # prompts to answer
             base=None, # the base `InferenceModel` or directory; default: adapter switched off, or the merged model's base

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from .recipe import QloraError
-from .env import Finding, register_check
+from .env import Finding, Hardware, hardware, register_check
 from .recipe import Recipe, find_recipe, load_recipe
 from .arch import ARCHS, SIZES, cfg_value, linear_shapes, param_groups, resolve_config
 from .quant import bits_per_param
@@ -23,7 +23,7 @@ __all__ = ['OPTIMIZER_BYTES', 'SEVEN', 'LOSS_IMPLS', 'BWD_TEMPS', 'BWD_TEMPS_UPC
            'TORCH_OPTIMIZERS', 'METHODS', 'H200_FOOTPRINT_GB', 'TUTORIAL_CLAIMS', 'lora_params',
            'layer_activation_bytes', 'loss_bytes_per_token', 'MemoryEstimate', 'estimate_memory', 'bench_estimate',
            'measured_vs_estimate', 'plot_memory', 'hardware_table', 'fits', 'advise', 'recipe_estimate_kwargs',
-           'recipe_model_config', 'estimate_recipe', 'FitPlan', 'auto_fit', 'check_memory_fit', 'estimate_main']
+           'recipe_model_config', 'estimate_recipe', 'FitPlan', 'auto_fit', 'check_memory_fit', 'estimate_cli']
 
 # %% ../nbs/45_memory.ipynb #f9f93c9d
 OPTIMIZER_BYTES = {'adamw_torch': 8.0, 'adamw_torch_fused': 8.0, 'paged_adamw_32bit': 8.0, 'adamw_hf': 8.0,
@@ -285,7 +285,7 @@ def hardware_table(low:dict=dict(batch=1, seq_len=512), # a light run
                              verdict=verdict))
     return pd.DataFrame(rows).set_index(['size', 'method'])
 
-# %% ../nbs/45_memory.ipynb #a7569abe
+# %% ../nbs/45_memory.ipynb #7919c94e
 def fits(estimate:MemoryEstimate, # from `estimate_memory`
          free_gb:float, # free GPU memory (`env_report()['vram_free_gb']`)
          margin:float=0.05, # keep this fraction of `free_gb` spare for fragmentation
@@ -318,6 +318,7 @@ def _remedies(a):
         out.append(('checkpoint every layer (training.checkpoint_layers = -1)', dict(checkpoint_layers=-1)))
     return out
 
+# %% ../nbs/45_memory.ipynb #80dadbbd
 def advise(estimate:MemoryEstimate, # from `estimate_memory`
            free_gb:float|None=None, # free GPU memory; marks which remedies make the run fit
           ):
@@ -332,12 +333,14 @@ def advise(estimate:MemoryEstimate, # from `estimate_memory`
     cols = ['advice', 'saves_gb', 'new_total_gb'] + (['fits'] if free_gb is not None else [])
     return pd.DataFrame(rows, columns=cols).sort_values('saves_gb', ascending=False).reset_index(drop=True)
 
-# %% ../nbs/45_memory.ipynb #9f1fd9b5
+# %% ../nbs/45_memory.ipynb #b8ee222b
 def recipe_estimate_kwargs(recipe, # a `Recipe`, an ini path, or None for the project's settings.ini
                           ) -> dict:
     "The `estimate_memory` arguments that describe a run of `recipe` (except the model config)"
     r = load_recipe(recipe)
-    t, q, s = r.training, r.quantization, resolve(r)
+    hw = hardware()   # an estimate describes a GPU run: without a GPU here, a bf16 one (compute capability 8.0+) is assumed
+    s = resolve(r, hw if hw.cuda else Hardware(cuda=True, bf16=True, capability=(8, 0), n_gpus=1))
+    t, q = r.training, r.quantization
     try: targets = [x for x in resolve_targets(r.lora.target_modules) if x in SEVEN] or list(SEVEN)
     except QloraError: targets = list(SEVEN)     # names only a loaded model can resolve: assume all seven
     kw = dict(method='qlora' if q.load_in_4bit else 'lora', batch=t.batch_size, seq_len=r.data.max_length, r=r.lora.r,
@@ -351,6 +354,7 @@ def recipe_estimate_kwargs(recipe, # a `Recipe`, an ini path, or None for the pr
     if r.model.backend == 'unsloth': kw.update(upcast_norms=False, liger=True, activation_offloading=True, checkpoint_layers=-1)
     return kw
 
+# %% ../nbs/45_memory.ipynb #27c84765
 def recipe_model_config(recipe, # a `Recipe`, an ini path, or None for the project's settings.ini
                        ) -> dict|None:
     "The recipe's model architecture config found offline (toy, local directory, known name, HF cache), or None"
@@ -365,6 +369,7 @@ def recipe_model_config(recipe, # a `Recipe`, an ini path, or None for the proje
         return AutoConfig.from_pretrained(name, local_files_only=True).to_dict()   # the HF cache, never the network
     except Exception: return None
 
+# %% ../nbs/45_memory.ipynb #9fc4d9c6
 def estimate_recipe(recipe=None, # a `Recipe`, an ini path, or None for the project's settings.ini
                     model_config=None, # default: `recipe_model_config(recipe)`
                     **changes, # `estimate_memory` arguments to change (e.g. checkpoint_layers=20, batch=2)
@@ -448,24 +453,12 @@ def check_memory_fit(report):
                        '(with more gradient accumulation); `qlora-nb estimate` shows the breakdown.')
 
 # %% ../nbs/45_memory.ipynb #cf972e5e
-def estimate_main(model:str='7b', # size ('3b', '7b', '13b', '70b'), architecture name, or a config.json path/dir
-                  method:str='qlora', # qlora, lora or full
-                  batch:int=4, # micro-batch size
-                  seq_len:int=2048, # max_length
-                  r:int=16, # LoRA rank
-                  optimizer:str='paged_adamw_8bit', # optimizer name
-                  no_gradient_checkpointing:bool=False, # estimate without checkpointing
-                  checkpoint_layers:int=-1, # checkpoint only the first N decoder layers; -1 = all
-                  lora_dropout:float=0.05, # LoRA dropout (0 saves the dropout copies)
-                  liger:bool=False, # Liger kernels
-                  no_upcast:bool=False, # skip peft's float32 upcast (training.upcast_norms = false)
-                  offload:bool=False, # trl's activation offloading
-                  free_gb:float|None=None, # GPU memory to fit in; prints advice when given
-                 ) -> int:
-    "Print the memory estimate (and advice when `free_gb` is given); returns 0 when it fits (or no `free_gb`), else 1."
-    e = estimate_memory(model, method=method, batch=batch, seq_len=seq_len, r=r, optimizer=optimizer,
-                        gradient_checkpointing=not no_gradient_checkpointing, checkpoint_layers=checkpoint_layers,
-                        lora_dropout=lora_dropout, liger=liger, upcast_norms=not no_upcast, activation_offloading=offload)
+def estimate_cli(model:str=None, # size (3b, 7b, 13b, 70b), architecture name, or config.json path/dir; default: the recipe's model
+                 recipe:str=None, # recipe ini file (default: the project's settings.ini)
+                 free_gb:float=None, # GPU memory to fit in: prints what to change when the run does not fit
+                 **overrides) -> int:
+    "Estimate the peak GPU memory of the recipe's run, term by term; switches are recipe keys (`--training.liger true`)"
+    e = estimate_recipe(load_recipe(recipe, **overrides), model)
     print(e.text())
     if free_gb is None: return 0
     ok = fits(e, free_gb)

@@ -68,7 +68,7 @@ def dequantize_4bit_model(model, # a model loaded in 4-bit (bitsandbytes `Linear
     if q is not None: q.remove_quantization_config(model)  # config.json must not claim 4-bit any more
     return model
 
-# %% ../nbs/60_merge.ipynb #11b222a5
+# %% ../nbs/60_merge.ipynb #1740f649
 INTO = ('16bit', 'dequantized', '4bit')
 
 def _free():
@@ -86,6 +86,7 @@ def saved_adapter_dtype(run:Run|str|Path) -> torch.dtype:
         k = next((k for k in st.keys() if 'lora_' in k), None)
         return st.get_tensor(k).dtype if k else torch.float32
 
+# %% ../nbs/60_merge.ipynb #bdc43411
 def set_adapter_dtype(model, # a peft model
                       dtype:torch.dtype, # dtype for the LoRA weights
                      ):
@@ -118,6 +119,7 @@ def _check_vocab(model, tok):
         raise QloraError(f"The run's tokenizer has {len(tok)} tokens but the base model's embedding has {n} rows: the base in "
                          "recipe.ini is not the model this run was trained on. Fix `model.name_or_path` in the run's recipe.ini.")
 
+# %% ../nbs/60_merge.ipynb #08b77c5a
 def check_finite(model, # any torch model
                 ) -> int:
     "Raise `QloraError` naming every floating-point parameter/buffer of `model` that holds NaN or Inf; returns how many were checked"
@@ -138,6 +140,7 @@ def _merge(peft_model, safe:bool):
         if 'NaN' not in str(e): raise
         raise QloraError(f"Merging produced NaN weights ({e}). The adapter is broken; retrain with a lower `training.lr`. Nothing was written.") from None
 
+# %% ../nbs/60_merge.ipynb #07cd94ef
 def merge_base(run:Run|str|Path, # a run (or its directory)
                into:str='16bit', # 16bit, dequantized or 4bit
                device_map=None, # default: this process's GPU, or the CPU
@@ -153,6 +156,7 @@ def merge_base(run:Run|str|Path, # a run (or its directory)
     if into == 'dequantized': model = dequantize_4bit_model(model, compute_dtype_for(r.quantization.compute_dtype))
     return model.eval()
 
+# %% ../nbs/60_merge.ipynb #c35c2220
 def merge_into(run:Run|str|Path, # a run (or its directory)
                base, # the model from `merge_base` (modified in place)
                safe:bool=True, # check the merged weights for NaN/Inf
@@ -167,6 +171,7 @@ def merge_into(run:Run|str|Path, # a run (or its directory)
     for k in ('pad_token_id', 'eos_token_id', 'bos_token_id'): setattr(model.config, k, getattr(tok, k))
     return model.eval(), tok
 
+# %% ../nbs/60_merge.ipynb #788d41cb
 def merge_model(run:Run|str|Path, # a run (or its directory)
                 into:str='16bit', # 16bit (original weights), dequantized (the 4-bit weights trained against) or 4bit (re-quantized)
                 device_map=None, # default: this process's GPU, or the CPU
@@ -239,7 +244,7 @@ class FidelityReport:
         body = ''.join('| ' + ' | '.join(esc(c) for c in self._cells(r)) + ' |\n' for r in self.rows)
         return f'{esc(self._title())}\n\n' + head + body
 
-# %% ../nbs/60_merge.ipynb #bea4e2c0
+# %% ../nbs/60_merge.ipynb #0a21ec05
 GENERIC_PROMPTS = ['Explain what a hash table is in two sentences.', 'Write a haiku about autumn.',
     'What is the capital of France?', 'Summarize the plot of Romeo and Juliet in one sentence.',
     'Give three tips for writing clear emails.', 'Translate "good morning" into Spanish.',
@@ -252,6 +257,7 @@ def _row_text(row:dict, tok) -> str:
     s = tok.apply_chat_template(msgs, tokenize=False)
     return s[len(tok.bos_token):] if tok.bos_token and adds_bos(tok) and s.startswith(tok.bos_token) else s
 
+# %% ../nbs/60_merge.ipynb #9d20260b
 def eval_split_texts(run:Run, # a finished run
                      n:int=8, # at most this many rows
                     ) -> list[str]|None:
@@ -267,6 +273,7 @@ def eval_split_texts(run:Run, # a finished run
     ev = out[1] if isinstance(out, tuple) else None
     return [_row_text(row, tok) for row in ev.select(range(min(n, len(ev))))] if ev is not None and len(ev) else None
 
+# %% ../nbs/60_merge.ipynb #199bbda7
 def fidelity_texts(run:Run|str|Path, # a run (or its directory)
                    n:int=8, # number of texts
                   ) -> tuple[list[str], str]:
@@ -312,6 +319,7 @@ class _Reference:
 
     def report(self, rows:list) -> FidelityReport: return FidelityReport(self.base_rows() + rows, self.name, self.source)
 
+# %% ../nbs/60_merge.ipynb #f2a2f0cb
 def merge_fidelity(run:Run|str|Path, # a run (or its directory)
                    into:str|list='16bit,dequantized,4bit', # variants to measure (comma-separated or a list)
                    texts:list[str]|None=None, # held-out texts; default: `fidelity_texts(run)`
@@ -351,7 +359,7 @@ def kept_warning(report:FidelityReport, # a report with a `merged: <into>` row
             f"trained {row['greedy_agreement']:.1%}, mean KL {row['mean_kl']:.2e}), below {min_kept:.0%}: the merged model is not "
             f"the model you trained.{hint}")
 
-# %% ../nbs/60_merge.ipynb #9e7488d7
+# %% ../nbs/60_merge.ipynb #4be88a24
 def _gb(n): return f'{n / 1e9:.2f} GB'
 
 def estimate_bytes(model) -> int:
@@ -377,6 +385,7 @@ def estimate_merged_bytes(run:Run|str|Path, # a run (or its directory)
         n += p.numel() // 2 + p.numel() // 64 * 4 if packed else p.numel() * nbytes  # 4-bit: two weights a byte + absmax
     return n
 
+# %% ../nbs/60_merge.ipynb #b7b5e962
 def check_disk_space(path:str|Path, # where the model will be written
                      need:int, # bytes needed
                      margin:float=1.1, # ask for this much more than `need`
@@ -391,6 +400,7 @@ def check_disk_space(path:str|Path, # where the model will be written
                          "or pass `out_dir` on a disk with room (the CLI: `--out_dir`).")
     return free
 
+# %% ../nbs/60_merge.ipynb #451cd4cc
 def save_merged(model, # a merged model
                 tok, # its tokenizer (chat template included)
                 out_dir:str|Path, # final directory
@@ -448,7 +458,7 @@ def ollama_modelfile(tok, # the run's tokenizer
              f'PARAMETER temperature {temperature}', f'PARAMETER top_p {top_p}', f'PARAMETER num_predict {num_predict}']
     return '\n'.join(lines) + '\n'
 
-# %% ../nbs/60_merge.ipynb #9eabf11b
+# %% ../nbs/60_merge.ipynb #11bcbace
 MERGE_INFO = 'qlora_merge.json'
 
 def merged_generation_config(gen:GenerationConfig, # the base model's generation config
@@ -463,6 +473,7 @@ def merged_generation_config(gen:GenerationConfig, # the base model's generation
     if not gen.do_sample: gen.do_sample, gen.temperature, gen.top_p = True, 0.7, 0.9  # a base without sampling settings
     return gen
 
+# %% ../nbs/60_merge.ipynb #fbbcb7df
 def merged_path(run:Run, # a finished run
                 into:str='auto', # auto, 16bit, dequantized or 4bit
                ) -> Path:
@@ -490,6 +501,7 @@ class MergeResult:
         s = f"merged model (`{self.into}`) written to `{self.path}`\n\n" + (self.report._repr_markdown_() if self.report else '')
         return s + (f'\n**WARNING**: {self.warning}\n' if self.warning else '')
 
+# %% ../nbs/60_merge.ipynb #fdef9d31
 def merge_adapter(run_dir:str|Path, # the run directory (runs/<name>)
                   out_dir:str|None=None, # where to write the merged model; default: <run_dir>/merged-<into>
                   into:str='auto', # auto (dequantized for QLoRA: the weights the adapter trained against), 16bit, dequantized or 4bit (lossy)
@@ -500,9 +512,10 @@ def merge_adapter(run_dir:str|Path, # the run directory (runs/<name>)
                   device_map=None, # default: this process's GPU, or the CPU
                   compare:bool=False, # also measure the other variants (one more model load each)
                   warn:bool=True, # `warnings.warn` when the merge keeps less than `MIN_EFFECT_KEPT` (the CLI prints instead)
+                  allow_other_base:bool=False, # merge even when the base model is not the one the adapter was trained on
                  ) -> MergeResult:
     "Merge the run's LoRA adapter into its base, save a standard model directory; returns its path with the fidelity report"
-    run = read_run(run_dir)
+    run = read_run(run_dir, allow_other_base=allow_other_base)
     into = default_into(run) if into == 'auto' else into
     if into not in INTO: raise QloraError(f"Unknown merge target `{into}`; choose auto or one of {', '.join(INTO)}.")
     out = Path(out_dir).expanduser() if out_dir else merged_path(run, into)
@@ -528,12 +541,13 @@ def merge_adapter(run_dir:str|Path, # the run directory (runs/<name>)
                       f"{row['greedy_agreement']:.1%}. Prefer into='dequantized' (and quantize at load time).")
     model.generation_config = merged_generation_config(model.generation_config, tok)
     info = dict(run=str(run.path.absolute()), into=into, style=run.style, base=run.recipe.model.name_or_path,
+                base_provenance=(run.provenance() or {}).get('base'),
                 report=rep.to_dict() if rep else None, warning=msg)
     files = {'Modelfile': ollama_modelfile(tok, run.style), MERGE_INFO: json.dumps(info, indent=1),
              'recipe.ini': run.recipe_path.read_text()}
     return MergeResult(save_merged(model, tok, out, max_shard_size, overwrite, files), into, rep, msg)
 
-
+# %% ../nbs/60_merge.ipynb #5f27c24d
 def read_merge_info(model_dir:str|Path) -> dict|None:
     "The `qlora_merge.json` of a merged model directory (None for other model directories)"
     f = Path(model_dir)/MERGE_INFO
@@ -546,9 +560,11 @@ def merge_cli(run:str, # run directory written by `train` (runs/<name>)
               max_shard_size:str='2GB', # safetensors shard size
               overwrite:bool=False, # replace an existing output directory
               compare:bool=False, # also measure the other merge variants (one model load each)
+              allow_other_base:bool=False, # merge even when the base model is not the one the adapter was trained on
              ) -> int:
     "Merge a run's LoRA adapter into its base, write a standard model directory and print the fidelity report"
-    res = merge_adapter(run, out_dir=out, into=into, max_shard_size=max_shard_size, overwrite=overwrite, compare=compare, warn=False)
+    res = merge_adapter(run, out_dir=out, into=into, max_shard_size=max_shard_size, overwrite=overwrite, compare=compare, warn=False,
+                        allow_other_base=allow_other_base)
     print(repr(res.report) if res.report else '(not measured)')
     print(f'merged model ({res.into}) written to {res.path}')
     if res.warning: print(f'WARNING: {res.warning}', file=sys.stderr)

@@ -142,7 +142,7 @@ def finish_for_training(model:nn.Module, # the peft-wrapped model
     if getattr(recipe.training, 'compile', False): compile_layers(model)
     return model
 
-# %% ../nbs/40_model.ipynb #1c8a0b44
+# %% ../nbs/40_model.ipynb #aad2eb3a
 def default_device_map():
     "This process's GPU (by `LOCAL_RANK`) or the CPU, as a `device_map`"
     if torch.cuda.is_available(): return {'': int(os.environ.get('LOCAL_RANK', 0))}
@@ -165,6 +165,7 @@ def load_tokenizer(name_or_path:str, # hub id, local directory or `toy`
                          "needs tokenizer files (tokenizer.json + tokenizer_config.json); save the tokenizer with it.") from None
     return tok, setup_tokenizer(tok)
 
+# %% ../nbs/40_model.ipynb #d5f80700
 def load_model(name_or_path:str|None=None, # hub id, local directory or `toy`; default: the recipe's model.name_or_path
                recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
                for_training:bool=True, # prepare for k-bit training and attach LoRA from the recipe

@@ -110,7 +110,7 @@ def check_packing(model, # the model about to be trained (4-bit, LoRA-wrapped or
     return False
 
 
-# %% ../nbs/35_packing.ipynb #8ad16d68
+# %% ../nbs/35_packing.ipynb #e3fc0eb4
 def varlen_available() -> bool:
     "Whether PyTorch's own variable-length flash attention (`torch.nn.attention.varlen`, torch>=2.10) can run here"
     return torch.cuda.is_available() and importlib.util.find_spec('torch.nn.attention.varlen') is not None
@@ -139,6 +139,7 @@ def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv,
     return torch.cat([F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)), is_causal=True, scale=scale,
                       enable_gqa=gqa).transpose(0, 1) for s, e in zip(b, b[1:])])
 
+# %% ../nbs/35_packing.ipynb #e3a8c64a
 def varlen_attention(module, query, key, value, attention_mask, dropout:float=0.0, scaling=None, **kwargs):
     "transformers attention function: trl's packed or unpadded batches through `varlen_attn`, anything else through sdpa"
     B, H, T, D = query.shape
@@ -155,6 +156,7 @@ def varlen_attention(module, query, key, value, attention_mask, dropout:float=0.
     out = _varlen(flat(query), flat(key), flat(value), cu, mx, scaling)
     return out.to(dt).reshape(B, T, H, D), None
 
+# %% ../nbs/35_packing.ipynb #65decc0b
 def varlen_mask(*args, attention_mask=None, **kwargs):
     "sdpa's mask where there is padding; none otherwise: `varlen_attention` reads the boundaries, no T×T mask is built"
     if attention_mask is None: return None
@@ -165,4 +167,3 @@ def register_varlen() -> str:
     AttentionInterface.register(VARLEN, varlen_attention)
     AttentionMaskInterface.register(VARLEN, varlen_mask)
     return VARLEN
-

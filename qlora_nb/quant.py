@@ -10,7 +10,8 @@ import math, warnings
 import torch
 from .arch import ARCHS, SIZES, cfg_value, linear_shapes, param_groups
 from .recipe import QloraError, Recipe, load_recipe
-from .settings import compute_dtype_for, parse_dtype
+from .env import Hardware
+from .settings import compute_dtype_for, parse_dtype, resolve
 
 # %% auto #0
 __all__ = ['NF4_OFFSET', 'FORMATS', 'STORAGE_DTYPES', 'nf4_levels', 'fp4_levels', 'int4_levels', 'quantize_blockwise_4bit',
@@ -176,7 +177,9 @@ def quant_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
                  **overrides) -> 'BitsAndBytesConfig|None':
     "The `BitsAndBytesConfig` for the recipe's `[quantization]` section, or None when `load_in_4bit` is false"
     from transformers import BitsAndBytesConfig
-    q = load_recipe(recipe, **overrides).quantization
+    r = load_recipe(recipe, **overrides)
+    q = r.quantization
+    hw = None if cuda_available is None and bf16_supported is None else Hardware(cuda=bool(cuda_available), bf16=bool(bf16_supported))
     if not q.load_in_4bit:
         warnings.warn("quantization.load_in_4bit is false: this is 16-bit LoRA, the base model is loaded in the "
                       "compute dtype and needs no BitsAndBytesConfig, so quant_config returns None.", stacklevel=2)
@@ -190,6 +193,6 @@ def quant_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
         raise QloraError(f"quantization.quant_storage = {q.quant_storage!r} is not a storage dtype. Use uint8 (default), "
                          "or the compute dtype (bfloat16/float16/float32) for FSDP sharding; leave it empty otherwise.")
     kw = dict(load_in_4bit=True, bnb_4bit_quant_type=qt, bnb_4bit_use_double_quant=q.double_quant,
-              bnb_4bit_compute_dtype=compute_dtype_for(q.compute_dtype, cuda_available, bf16_supported))
+              bnb_4bit_compute_dtype=resolve(r, hw).compute_dtype)   # the one resolution of the recipe
     if storage: kw['bnb_4bit_quant_storage'] = STORAGE_DTYPES[storage]
     return BitsAndBytesConfig(**kw)

@@ -297,7 +297,9 @@ def base_identity(name_or_path:str, # the base model: hub id, local directory or
     try: cfg = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise QloraError(f"Cannot read the config of base model `{name_or_path}` ({str(e).splitlines()[0][:160]}). Check model.name_or_path.") from None
-    d, local = {k: v for k,v in cfg.to_dict().items() if k not in _VOLATILE}, Path(src).is_dir()
+    local = Path(src).is_dir()  # a local config.json is hashed as written, so a transformers upgrade does not change the hash
+    d = json.loads((Path(src)/'config.json').read_text()) if local else cfg.to_dict()
+    d = {k: v for k,v in d.items() if k not in _VOLATILE}
     rev = getattr(cfg, '_commit_hash', None) or (m.group(1) if (m := re.search(r'snapshots/([0-9a-f]{40})', str(Path(src).resolve()))) else None)
     return dict(name_or_path=name_or_path, path=str(Path(src).resolve()) if local else src, revision=rev,
                 config_sha=_sha(json.dumps(d, sort_keys=True, default=str).encode()),

@@ -85,6 +85,7 @@ class Settings:
     fsdp:bool                  # sharded across processes by FSDP
     attn_implementation:str    # what the model is loaded with
     n_gpus:int                 # CUDA GPUs visible to this process
+    notes:tuple = ()           # what the user should know about these choices (e.g. bf16 asked for, float32 on CPU)
 
 def _fsdp(recipe:Recipe) -> bool:
     return recipe.distributed.strategy.strip().lower() == 'fsdp' or os.environ.get('ACCELERATE_USE_FSDP', '').lower() == 'true'
@@ -96,7 +97,9 @@ def resolve(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for 
     r = load_recipe(recipe)
     hw = hardware() if hw is None else hw
     q = r.quantization
-    dtype = compute_dtype_for(q.compute_dtype, hw.cuda, hw.bf16)
+    with warnings.catch_warnings(record=True) as caught:   # kept as notes: the caller says them once, when it runs
+        warnings.simplefilter('always')
+        dtype = compute_dtype_for(q.compute_dtype, hw.cuda, hw.bf16)
     requested_bf16 = q.compute_dtype.strip().lower() in ('bfloat16', 'bf16', 'auto')
     fsdp = _fsdp(r)
     upcast = q.load_in_4bit and not fsdp and (r.training.upcast_norms or not requested_bf16)
@@ -106,7 +109,7 @@ def resolve(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for 
                          "training.compile = false keeps Liger's kernels; training.liger = false lets inductor fuse the "
                          "norms and activations itself.")
     return Settings(compute_dtype=dtype, bf16=hw.cuda and dtype == torch.bfloat16, fp16=hw.cuda and dtype == torch.float16,
-                    cuda=hw.cuda, upcast=upcast, fsdp=fsdp, n_gpus=hw.n_gpus,
+                    cuda=hw.cuda, upcast=upcast, fsdp=fsdp, n_gpus=hw.n_gpus, notes=tuple(str(w.message) for w in caught),
                     attn_implementation=choose_attention(r.model.attn_implementation, dtype, hw.cuda, hw.capability, hw.flash_attn,
                                                          packing=r.data.packing))
 
@@ -117,6 +120,7 @@ def check_one_process(settings:Settings, # from `resolve`
     "Stop one process that sees several GPUs (trl refuses `nn.DataParallel`), naming the launch command and the one-GPU fix"
     env = os.environ if environ is None else environ
     if settings.n_gpus > 1 and int(env.get('WORLD_SIZE', '1')) == 1:
+        how = 'qlora-nb launch' if settings.fsdp else 'qlora-nb launch --distributed.strategy ddp'
         raise QloraError(f"{settings.n_gpus} GPUs are visible to this one process, and trl cannot train through nn.DataParallel. "
-                         "Start one process per GPU with `qlora-nb launch` (it takes the same options as `qlora-nb train`), "
-                         "or train on one GPU: `CUDA_VISIBLE_DEVICES=0 qlora-nb train ...`.")
+                         f"Start one process per GPU with `{how}` (it takes the same options as `qlora-nb train`; "
+                         "`--distributed.strategy fsdp` shards the model instead), or train on one GPU: `CUDA_VISIBLE_DEVICES=0 qlora-nb train ...`.")

@@ -195,7 +195,7 @@ def tokenize_like_trl(example:dict, # one row with `prompt`/`completion`, `messa
     if max_length is not None: ids, labels = ids[:max_length], labels[:max_length]
     return dict(input_ids=ids, labels=labels, length=length)
 
-# %% ../nbs/31_templates.ipynb #9af9c9dd
+# %% ../nbs/31_templates.ipynb #e243440b
 def _show_tok(t:str) -> str:
     return t.replace('Ġ', ' ').replace('▁', ' ').replace('Ċ', '\\n').replace('\n', '\\n')
 
@@ -241,6 +241,7 @@ class LabelView:
                   '<span style="background:#eeeeee;color:#888;padding:1px 3px">masked (-100)</span>')
         return f'<div><div>{html.escape(self.summary())} &nbsp; {legend}</div><div style="line-height:2">{"".join(spans)}</div></div>'
 
+# %% ../nbs/31_templates.ipynb #ae107f0e
 def label_view(example:dict, # a trl-ready row (`prompt`/`completion`, `messages` or `text`) or a tokenized one
                tokenizer, completion_only:bool=True, max_length:int|None=None) -> LabelView:
     "Render `example` as trl will train it: trained tokens vs masked tokens"
@@ -285,7 +286,7 @@ def check_collator(collator, # a data collator (trl's, transformers', yours)
                          "token (e.g. `<unk>` or a new `<pad>`), or use trl's collator, which masks padding by position.")
     return batch
 
-# %% ../nbs/31_templates.ipynb #44a71422
+# %% ../nbs/31_templates.ipynb #ed1743cc
 TEMPLATE_FILE = 'qlora_template.json'
 
 def template_text(template:str, # `alpaca` or `chat`
@@ -300,6 +301,7 @@ def template_text(template:str, # `alpaca` or `chat`
         return tokenizer.chat_template
     raise QloraError(f"Unknown template `{template}`; choose `alpaca` or `chat`.")
 
+# %% ../nbs/31_templates.ipynb #29a61316
 def save_template(tokenizer, # the training tokenizer
                   path:str|Path, # directory to save tokenizer + template to (e.g. runs/<name>/tokenizer)
                   template:str='alpaca', # template the training data was formatted with
@@ -315,6 +317,7 @@ def load_template(path:str|Path) -> dict:
     if not f.exists(): raise QloraError(f"No {TEMPLATE_FILE} in {path}: the training template was not saved. Save it with `save_template`.")
     return json.loads(f.read_text())
 
+# %% ../nbs/31_templates.ipynb #e50da15c
 def check_template(path:str|Path, # directory written by `save_template`
                    template:str, # template used to format the training data
                    tokenizer=None, # tokenizer used in training (for `chat`)

@@ -162,7 +162,8 @@ class RunLog(TrainerCallback):
         else: self.handle.update(text, raw=True)
     def on_train_end(self, args, state, control, **kw):
         if self.echo and in_notebook() and not _live() and self.rows and state.is_world_process_zero:
-            print(self.line(self.rows[-1], state.max_steps))
+            # the last row with a loss: the very last log is the trainer's end-of-training summary
+            print(self.line(next((r for r in reversed(self.rows) if 'loss' in r), self.rows[-1]), state.max_steps))
 
 class LivePlot(TrainerCallback):
     "Redraw the train/eval loss curves in place (JupyterLab)"
@@ -303,7 +304,7 @@ def plan_run(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for
     run, main = Run.of(r), PartialState().is_main_process
     if main: prepare_work(run, resume=resume, fresh=fresh, write=False)  # a running or interrupted run is never touched
     tok, _ = load_tokenizer(r.model.name_or_path, r.model.trust_remote_code)  # a bad model path fails first
-    notes = preflight(r, tok, data, run.path, overwrite)
+    notes = [*s.notes, *preflight(r, tok, data, run.path, overwrite)]
     if s.cuda:
         cfg = AutoConfig.from_pretrained(resolve_model_path(r.model.name_or_path), trust_remote_code=r.model.trust_remote_code)
         if r.training.auto_fit:  # checkpoint only as many layers (and shrink the batch only as far) as memory requires

@@ -39,7 +39,7 @@ def write_data(path:Path, seq_len:int=2048, n:int=256, n_short:int=4, seed:int=0
 def row_recipe(mdir, work:Path, key:str, steps:int, batch:int, seq_len:int) -> dict:
     _, strategy, n, upcast = ROWS[key]
     return {'model.name_or_path': str(mdir), 'quantization.quant_storage': 'bfloat16', 'data.max_length': seq_len,
-            'data.completion_only': False, 'training.batch_size': batch, 'training.grad_accum': 1,
+            'data.completion_only': False, 'data.packing': False, 'training.batch_size': batch, 'training.grad_accum': 1,
             'training.optimizer': 'adamw_torch', 'lora.dropout': 0.0, 'training.max_steps': steps,
             'training.logging_steps': 1, 'training.save_steps': 10_000, 'training.upcast_norms': upcast,
             'distributed.strategy': strategy, 'distributed.num_processes': n,

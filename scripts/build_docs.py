@@ -115,7 +115,8 @@ def _patch_show_doc():
     orig = R._repr_markdown_
     def _md(self):
         md = orig(self).replace('#LNone)', ')')
-        if inspect.isclass(self.sym): md = re.sub(r'```python\ndef (.*?)\)->None:', r'```python\nclass \1):', md, count=1, flags=re.S)
+        if inspect.isclass(self.sym):
+            md = re.sub(r'```python\ndef (.*?)```', lambda m: '```python\nclass ' + m.group(1).replace(')->None:', '):') + '```', md, count=1, flags=re.S)
         return md
     R._repr_markdown_, R._qlora_nb = _md, True
 

@@ -293,7 +293,7 @@ TABLE_HEAD_RGB = (242, 245, 248)  # `main thead th` in build_docs._CSS
 def test_screenshot_shows_rendered_page(site, page, plots, tables, tmp_path):
     "A rendered page, not a blank or error page; the tutorial and the quantization page show their plots and tables."
     a = _screenshot((site/page).as_uri(), tmp_path/'page.png', 5000 if plots else 1600)
-    assert (a.min(axis=2) < 235).mean() > 0.05, 'mostly blank'
+    assert (a[:1600].min(axis=2) < 235).mean() > 0.05, 'mostly blank'
     import numpy as np
     assert len(np.unique(a.reshape(-1, 3) // 8, axis=0)) > 40, 'too few colours'
     assert abs(a[5:30, 600:700].reshape(-1, 3).mean(0) - [44, 111, 187]).max() < 25, 'the top bar: site.css loaded'
