@@ -92,7 +92,7 @@ def _contents(row, fmt) -> list[tuple[str,str]]:
     if fmt == 'chat': return _turns(row['messages'], 'messages')
     if fmt == 'prompt_completion' and isinstance(row['prompt'], list): return _turns(row['prompt'], 'prompt') + _responses(row, fmt)
     if fmt == 'prompt_completion': return [('prompt', row['prompt']), ('completion', row['completion'])]
-    return [('text', row['text'])]
+    return []   # raw text is trained as written: its markers are its template (mixing styles is `inconsistent_text`)
 
 def _marked(text) -> bool: return isinstance(text, str) and bool(_MARKER.match(text) or _SPECIAL.search(text))
 

@@ -68,14 +68,14 @@ def real_length_rows(n:int, vocab:int, median:int=200, sigma:float=0.8, max_len:
     for _ in range(n):
         total = min(max_len - 1, max(8, round(median * math.exp(rng.gauss(0, sigma)))))   # -1: room for the EOS
         p = max(4, round(total * rng.uniform(0.1, 0.5)))
-        rows.append(dict(prompt=words(p), completion=words(total - p)))
+        rows.append(dict(prompt=words(p), completion=' ' + words(total - p)))   # ' ': the word boundary stays a token boundary
     return rows
 
 def full_length_rows(n:int, vocab:int, length:int=2048, seed:int=0) -> list:
     "`n` rows of exactly `length` tokens with the EOS (a 256-token prompt)"
     rng = random.Random(seed)
     words = lambda k: ' '.join(f'w{rng.randrange(3, vocab)}' for _ in range(k))
-    return [dict(prompt=words(256), completion=words(length - 257)) for _ in range(n)]
+    return [dict(prompt=words(256), completion=' ' + words(length - 257)) for _ in range(n)]
 
 def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, profile:bool):
     "Train one configuration through `finetune` and write its result (tokens/s, peak GB, estimate) as JSON to `out`"
