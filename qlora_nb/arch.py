@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from .recipe import QloraError
+from transformers import AutoConfig
 
 # %% auto #0
 __all__ = ['ARCHS', 'SIZES', 'arch_config', 'cfg_value', 'linear_shapes', 'param_groups', 'count_params', 'resolve_config']
@@ -29,7 +30,6 @@ SIZES = {'3B': 'Llama-3.2-3B', '7B': 'Mistral-7B-v0.1', '13B': 'Llama-2-13B', '7
 def arch_config(name:str, # a key of `ARCHS` or `SIZES` ('7B')
                ):
     "The transformers config object (`LlamaConfig`, `MistralConfig`) for a known architecture"
-    from transformers import AutoConfig
     name = SIZES.get(name, name)
     if name not in ARCHS: raise QloraError(f"Unknown architecture `{name}`. Use one of: {', '.join([*SIZES, *ARCHS])}.")
     kw = dict(ARCHS[name])

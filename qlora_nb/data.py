@@ -20,6 +20,9 @@ from .templates import (ALPACA, ALPACA_NO_INPUT, CHAT_TEMPLATES, STYLES, TEMPLAT
                                 save_template, template_text, tokenize_like_trl, use_chat_template)
 from .prepare import (chat_setup, check_context, examples, model_context, prepare_dataset, shape, tokenized,
                               _resolve, _source)
+import numpy as np
+import matplotlib.pyplot as plt
+from transformers import AutoTokenizer
 
 # %% auto #0
 __all__ = ['DataReport', 'check_dataset', 'local_tokenizer', 'check_data_cli']
@@ -38,7 +41,6 @@ class DataReport:
     @property
     def ok(self) -> bool: return not any(f.severity == 'error' for f in self.findings)
     def stats(self) -> dict:
-        import numpy as np
         a = np.array(self.lengths or [0])
         s = dict(rows=self.n_rows, format=self.format, max_length=self.max_length)
         if not self.lengths: return s
@@ -63,7 +65,6 @@ class DataReport:
                 f'<table><tr><th>severity</th><th>check</th><th>rows</th><th>message</th><th>fix</th></tr>{rows}</table></div>')
     def plot(self, ax=None):
         "Histogram of token lengths against `max_length`"
-        import matplotlib.pyplot as plt
         if ax is None: _,ax = plt.subplots(figsize=(6, 3))
         ax.hist(self.lengths, bins=min(50, max(5, len(set(self.lengths)))), color='#5dade2')
         ax.axvline(self.max_length, color='#c0392b', ls='--', label=f'max_length={self.max_length}')
@@ -226,7 +227,6 @@ def local_tokenizer(name_or_path:str, # the recipe's model.name_or_path
                     trust_remote_code:bool=False, # run code from the model repo
                    ) -> tuple[object|None, str]:
     "`(tokenizer, '')` when the model's tokenizer is available offline, else `(None, why)`"
-    from transformers import AutoTokenizer
     if name_or_path.startswith('toy'): return AutoTokenizer.from_pretrained(toy_model_dir()), ''
     p = Path(name_or_path).expanduser()
     try:

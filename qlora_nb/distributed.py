@@ -15,6 +15,7 @@ from .settings import parse_dtype
 from .arch import cfg_value, resolve_config
 from .memory import MemoryEstimate, estimate_memory, recipe_estimate_kwargs, recipe_model_config
 from .run import Run
+import yaml
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'MIXED_PRECISION', 'FSDP_QLORA', 'SHARDED', 'check_distributed', 'accelerate_config',
@@ -97,7 +98,6 @@ def write_accelerate_config(path:str|Path, # destination YAML file
                             hw:Hardware|None=None, port:int|None=None, # as in `accelerate_config`
                             **overrides) -> Path:
     "Write `accelerate_config(recipe)` as YAML for `accelerate launch --config_file`; returns `path`"
-    import yaml
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(accelerate_config(recipe, hw=hw, port=port, **overrides), sort_keys=True))
@@ -139,11 +139,9 @@ class LaunchPlan:
     command:list # the argument list that starts the processes
     recipe_file:tuple|None = None # (path, Recipe) to write first, when the recipe was given as an object
     def text(self) -> str:
-        import yaml
         return f"# {self.config_path}\n{yaml.safe_dump(self.config, sort_keys=True)}\n{shlex.join(self.command)}"
     def write(self) -> Path:
         "Write the accelerate config (and the recipe, when it was given as an object) into the work directory"
-        import yaml
         self.config_path.parent.mkdir(parents=True, exist_ok=True)
         if self.recipe_file: write_recipe(self.recipe_file[1], self.recipe_file[0])
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=True))

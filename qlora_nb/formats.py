@@ -12,6 +12,8 @@ import datasets
 from datasets import Dataset, DatasetDict, Features, Value
 from .recipe import QloraError
 from .toy import toy_task
+import io, pandas as pd
+import pandas as pd
 
 # %% auto #0
 __all__ = ['FORMATS', 'ROLES', 'TRAINABLE', 'COMPRESSED', 'SUFFIXES', 'SHAREGPT_ROLES', 'detect_format', 'read_bytes', 'decode',
@@ -165,7 +167,6 @@ def read_rows(path:str|Path, # one data file: .json, .jsonl/.ndjson, .csv, .parq
     if not text.strip(): raise QloraError(f"{p} is empty: no examples. Check the file (and the export that wrote it).")
     if kind == '.csv':
         if enc == 'utf-8' and not comp: return _via_datasets('csv', p, text)
-        import io, pandas as pd
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False).to_dict('records')
     return _json_records(text, p) if kind == '.json' else _jsonl_records(text, p)
 
@@ -205,7 +206,6 @@ def load_rows(source, # file, directory, glob, hub id, `toy[:task]`, DataFrame, 
               split:str='train', # split of a `DatasetDict`, saved dataset, directory, hub dataset or `toy` (train/test)
              ) -> list[dict]:
     "The examples of `source` as plain dicts (types as written, so a bad row can be named)"
-    import pandas as pd
     if isinstance(source, list): return source
     if isinstance(source, Dataset): return source.to_list()
     if isinstance(source, DatasetDict): return _pick_split(source, split, 'the DatasetDict').to_list()

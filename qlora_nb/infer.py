@@ -19,6 +19,7 @@ from .model import load_model, setup_tokenizer
 from .data import STYLES, format_prompt, is_messages
 from .run import read_run
 from .merge import load_trained, read_merge_info
+from peft import PeftModel
 
 # %% auto #0
 __all__ = ['InferenceModel', 'load_for_inference', 'generation_config', 'generate', 'stream_generate', 'chat', 'Comparison',
@@ -37,7 +38,6 @@ class InferenceModel:
     def __repr__(self): return f"InferenceModel({self.kind}, style={self.style}, from {self.source})"
     @property
     def has_adapter(self) -> bool:
-        from peft import PeftModel
         return isinstance(self.model, PeftModel)
 
 # %% ../nbs/70_infer.ipynb #f02ad1b7

@@ -11,6 +11,9 @@ import torch
 from torch import nn
 from .recipe import QloraError, Recipe, load_recipe
 from .arch import ARCHS, SIZES, arch_config, cfg_value, count_params, linear_shapes
+from transformers.pytorch_utils import Conv1D
+from peft import LoraConfig
+import pandas as pd
 
 # %% auto #0
 __all__ = ['PRESETS', 'LoRALinear', 'linear_module_names', 'resolve_targets', 'lora_config', 'count_lora_params',
@@ -54,7 +57,6 @@ PRESETS = {
 def linear_module_names(model:nn.Module, # any torch model, possibly 4-bit or already peft-wrapped
                        ) -> list[str]:
     "Sorted leaf names of the model's linear layers (`nn.Linear`, bnb `Linear4bit`, `Conv1D`), without the output head"
-    from transformers.pytorch_utils import Conv1D
     head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
     names = set()
     for full, mod in model.named_modules():
@@ -90,7 +92,6 @@ def lora_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None 
                 model:nn.Module|None=None, # if given: resolve and check target_modules against it
                 **overrides) -> 'LoraConfig':
     "The `peft.LoraConfig` for the recipe's `[lora]` section (task CAUSAL_LM), validated"
-    from peft import LoraConfig
     lo = load_recipe(recipe, **overrides).lora
     if lo.r <= 0: raise QloraError(f"lora.r = {lo.r} must be a positive integer. Typical ranks are 8, 16, 32 or 64.")
     if lo.alpha <= 0: raise QloraError(f"lora.alpha = {lo.alpha} must be positive. A common choice is alpha = 2*r.")
@@ -126,7 +127,6 @@ def lora_share_table(ranks:tuple=(8, 16, 32, 64), # LoRA ranks to tabulate
                      archs:dict|None=None, # name -> config; `ARCHS` if None
                     ):
     "DataFrame of trainable LoRA parameters as % of the base model, per architecture, preset and rank"
-    import pandas as pd
     archs = ARCHS if archs is None else archs
     rows = {(n, p): {f'r={r}': 100*count_lora_params(c, r, p)/count_params(c) for r in ranks}
             for n, c in archs.items() for p in presets}
@@ -141,7 +141,6 @@ def _n_params(p) -> int:
 def trainable_report(model:nn.Module, # a peft model (or any model with some trainable parameters)
                     ):
     "DataFrame of trainable parameters per adapted module type, with a total row; `.attrs` has total/share"
-    import pandas as pd
     rows = {}
     for name, p in model.named_parameters():
         if not p.requires_grad: continue

@@ -17,6 +17,9 @@ from .quant import bits_per_param
 from .settings import resolve
 from .lora import resolve_targets
 from .model import resolve_model_path
+import pandas as pd
+import matplotlib.pyplot as plt
+from transformers import AutoConfig
 
 # %% auto #0
 __all__ = ['OPTIMIZER_BYTES', 'SEVEN', 'LOSS_IMPLS', 'BWD_TEMPS', 'BWD_TEMPS_UPCAST', 'UPCAST_ACT_BYTES', 'OFFLOAD_IN_FLIGHT',
@@ -101,7 +104,6 @@ class MemoryEstimate:
     def total_gb(self) -> float: return sum(self.terms.values())
     def table(self):
         "A DataFrame of the terms, in GB and % of the total."
-        import pandas as pd
         df = pd.DataFrame({'GB': self.terms}).assign(**{'%': lambda d: 100*d.GB/self.total_gb})
         df.loc['total'] = [self.total_gb, 100.0]
         return df.round(2)
@@ -228,7 +230,6 @@ def measured_vs_estimate(results:list, # rows of `scripts/bench_gpu.py` results
                          fitted=(), # names of the rows the constants were solved from
                         ):
     "Measured peak vs estimate (GB and error %) for every benchmark row that has a measured peak"
-    import pandas as pd
     rows = []
     for r in results:
         if not r.get('peak_gb'): continue
@@ -244,7 +245,6 @@ def plot_memory(estimates:dict, # label -> MemoryEstimate
                 ax=None, # matplotlib axes to draw on
                ):
     "Stacked bars of the memory terms (GB) of each estimate."
-    import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(1.6 + 1.2*len(estimates), 4))
     labels, names = list(estimates), []
     for e in estimates.values(): names += [n for n, v in e.terms.items() if v > 0 and n not in names]
@@ -272,7 +272,6 @@ def hardware_table(low:dict=dict(batch=1, seq_len=512), # a light run
                    **kw, # more `estimate_memory` arguments for both
                   ):
     "Estimated GB (light run – recipe run) for each size × method, next to `TUTORIAL_CLAIMS`."
-    import pandas as pd
     rows = []
     for size in SIZES:
         for method in METHODS:
@@ -323,7 +322,6 @@ def advise(estimate:MemoryEstimate, # from `estimate_memory`
            free_gb:float|None=None, # free GPU memory; marks which remedies make the run fit
           ):
     "The out-of-memory remedies for `estimate`, each with its GB saved (re-estimated), largest first."
-    import pandas as pd
     rows = []
     for advice, change in _remedies(estimate.args):
         new = estimate_memory(**{**estimate.args, **change})
@@ -365,7 +363,6 @@ def recipe_model_config(recipe, # a `Recipe`, an ini path, or None for the proje
     known = {k.lower(): v for k, v in ARCHS.items()}.get(name.rstrip('/').split('/')[-1].lower())
     if known: return known
     try:
-        from transformers import AutoConfig
         return AutoConfig.from_pretrained(name, local_files_only=True).to_dict()   # the HF cache, never the network
     except Exception: return None
 

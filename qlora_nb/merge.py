@@ -21,6 +21,8 @@ from .data import TEMPLATE_FILE, adds_bos, alpaca_prompt, detect_format, load_da
 from .run import Run, read_run
 from .model import load_model, resolve_model_path, setup_tokenizer
 from .toy import toy_task
+from safetensors import safe_open
+from peft import PeftModel
 
 # %% auto #0
 __all__ = ['INTO', 'GENERIC_PROMPTS', 'MIN_EFFECT_KEPT', 'MERGE_INFO', 'lora_delta', 'requant_survival', 'dequantize_4bit_model',
@@ -78,7 +80,6 @@ def _free():
 
 def saved_adapter_dtype(run:Run|str|Path) -> torch.dtype:
     "The dtype the run's LoRA weights were saved (and, with trl, trained) in"
-    from safetensors import safe_open
     run = run if isinstance(run, Run) else read_run(run)
     f = run.adapter_dir/'adapter_model.safetensors'
     if not f.exists(): raise QloraError(f"`{f}` is missing: the run's adapter was not saved as safetensors. Re-save it with `save_pretrained`.")
@@ -101,7 +102,6 @@ def load_trained(run:Run|str|Path, # a run (or its directory)
                  adapter_dtype:str='saved', # `saved` (as trained: reproduces training) or `float32` (peft's upcast)
                 ):
     "The base model + the run's adapter (a peft model in eval mode): what training produced"
-    from peft import PeftModel
     run = run if isinstance(run, Run) else read_run(run)
     if base not in ('trained', '4bit', '16bit'): raise QloraError(f"Unknown base `{base}`; choose trained, 4bit or 16bit.")
     if adapter_dtype not in ('saved', 'float32'): raise QloraError(f"Unknown adapter_dtype `{adapter_dtype}`; choose saved or float32.")
@@ -162,7 +162,6 @@ def merge_into(run:Run|str|Path, # a run (or its directory)
                safe:bool=True, # check the merged weights for NaN/Inf
               ):
     "Attach the run's adapter to `base` and merge it: `(merged model, tokenizer)`"
-    from peft import PeftModel
     run = run if isinstance(run, Run) else read_run(run)
     tok = run.tokenizer()
     model = _merge(PeftModel.from_pretrained(base, run.adapter_dir, is_trainable=False), safe)

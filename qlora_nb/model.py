@@ -20,6 +20,7 @@ from .packing import register_varlen
 from .quant import quant_config
 from .lora import lora_config
 from .toy import toy_model_dir
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 # %% auto #0
 __all__ = ['resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'liger_available',
@@ -63,7 +64,6 @@ def setup_tokenizer(tok, # a transformers tokenizer
 def decoder_layers(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped
                   ) -> list:
     "The model's `GradientCheckpointingLayer`s (its decoder layers), in forward order"
-    from transformers.modeling_layers import GradientCheckpointingLayer
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not layers: raise QloraError(f"{type(model).__name__} has no GradientCheckpointingLayer decoder layers, so "
                                     "checkpointing cannot be chosen per layer. Use training.gradient_checkpointing = true/false.")

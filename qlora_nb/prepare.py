@@ -13,6 +13,7 @@ from .recipe import QloraError, Recipe, load_recipe
 from .toy import toy_model_dir
 from .formats import detect_format, load_rows, normalise, validate
 from .templates import _convert_row, check_labels, is_messages, tokenize_like_trl, use_chat_template
+from huggingface_hub import try_to_load_from_cache
 
 # %% auto #0
 __all__ = ['examples', 'chat_setup', 'shape', 'tokenized', 'model_context', 'check_context', 'prepare_dataset']
@@ -94,7 +95,6 @@ def model_context(name_or_path:str, # the recipe's model.name_or_path
         f = p/'config.json' if p.is_dir() else None
         if f is None and not p.exists():
             try:
-                from huggingface_hub import try_to_load_from_cache
                 hit = try_to_load_from_cache(name_or_path, 'config.json')
                 f = Path(hit) if isinstance(hit, str) else None
             except Exception: f = None

@@ -12,6 +12,8 @@ from .arch import ARCHS, SIZES, cfg_value, linear_shapes, param_groups
 from .recipe import QloraError, Recipe, load_recipe
 from .env import Hardware
 from .settings import compute_dtype_for, parse_dtype, resolve
+import pandas as pd
+from transformers import BitsAndBytesConfig
 
 # %% auto #0
 __all__ = ['NF4_OFFSET', 'FORMATS', 'STORAGE_DTYPES', 'nf4_levels', 'fp4_levels', 'int4_levels', 'quantize_blockwise_4bit',
@@ -163,7 +165,6 @@ def weight_bytes(config, # a config dict (see `ARCHS`) or a transformers config 
 def memory_table(archs:dict|None=None, # name -> config; `ARCHS` if None
                 ):
     "A DataFrame of weight memory in GB (1e9 bytes) per architecture and format"
-    import pandas as pd
     archs = ARCHS if archs is None else archs
     return pd.DataFrame({fmt: {n: weight_bytes(c, fmt) / 1e9 for n, c in archs.items()} for fmt in FORMATS})
 
@@ -176,7 +177,6 @@ def quant_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
                  bf16_supported:bool|None=None, # override hardware detection (tests); None = ask torch
                  **overrides) -> 'BitsAndBytesConfig|None':
     "The `BitsAndBytesConfig` for the recipe's `[quantization]` section, or None when `load_in_4bit` is false"
-    from transformers import BitsAndBytesConfig
     r = load_recipe(recipe, **overrides)
     q = r.quantization
     hw = None if cuda_available is None and bf16_supported is None else Hardware(cuda=bool(cuda_available), bf16=bool(bf16_supported))

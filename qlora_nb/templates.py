@@ -11,6 +11,10 @@ from pathlib import Path
 from datasets import Dataset
 from .recipe import QloraError, Recipe
 from .formats import detect_format, load_data, load_rows, normalise
+from trl.chat_template_utils import has_generation_markers
+from trl.chat_template_utils import get_training_chat_template
+from trl.data_utils import common_prefix_length
+from transformers import AutoTokenizer
 
 # %% auto #0
 __all__ = ['ALPACA', 'ALPACA_NO_INPUT', 'CHAT_TEMPLATES', 'TEMPLATE_FILE', 'STYLES', 'alpaca_prompt', 'chat_template_for',
@@ -65,7 +69,6 @@ def chat_template_for(spec:str, # a name in `CHAT_TEMPLATES` or a path to a Jinj
 
 # %% ../nbs/31_templates.ipynb #e652c882
 def _markers(t) -> bool:
-    from trl.chat_template_utils import has_generation_markers
     return bool(t) and has_generation_markers(t)
 
 def use_chat_template(tokenizer, # the training tokenizer; its `chat_template` is set in place
@@ -86,7 +89,6 @@ def use_chat_template(tokenizer, # the training tokenizer; its `chat_template` i
                          f"`data.chat_template` to one of {', '.join(CHAT_TEMPLATES)} (e.g. --data.chat_template chatml) "
                          "or to a .jinja file; it is saved with the run, so inference uses it too.")
     if not assistant_only or _markers(own): return "the tokenizer's own"
-    from trl.chat_template_utils import get_training_chat_template
     try: patched = get_training_chat_template(tokenizer)
     except ValueError:
         raise QloraError("The tokenizer's chat template has no `{% generation %}` markers and trl cannot patch it. Set "
@@ -168,7 +170,6 @@ def tokenize_like_trl(example:dict, # one row with `prompt`/`completion`, `messa
                       text_field:str='text', # SFTConfig.dataset_text_field
                      ) -> dict:
     "`input_ids`, `labels` (-100 = no loss) and `length` (before truncation) as trl's `SFTTrainer` builds them"
-    from trl.data_utils import common_prefix_length
     eos = tokenizer.eos_token
     chat = lambda msgs, **kw: list(tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True, **kw)['input_ids'])
     if 'prompt' in example:
@@ -323,7 +324,6 @@ def check_template(path:str|Path, # directory written by `save_template`
                    tokenizer=None, # tokenizer used in training (for `chat`)
                   ) -> bool:
     "Raise `QloraError` unless the template saved in `path` (and its tokenizer's chat template) equals the one used"
-    from transformers import AutoTokenizer
     saved, used = load_template(path), template_text(template, tokenizer)
     if saved['template'] != template or saved['text'] != used:
         raise QloraError(f"The template saved in {path} (`{saved['template']}`) differs from the one the data was formatted "

@@ -29,6 +29,8 @@ from .unsloth import load_unsloth, unsloth_available
 from .memory import advise, auto_fit, estimate_recipe, fits
 from .run import (Run, base_identity, check_resume, data_fingerprint, last_checkpoint, pick_checkpoint, prepare_work,
                           read_summary, replace_finished, run_lock, set_aside_incomplete, start_provenance, write_trained_recipe)
+from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
@@ -52,7 +54,6 @@ def check_choices(recipe:Recipe, # the recipe to check
 def trackers(value:str, # the recipe's `training.report_to`: none, or comma-separated integration names
             ) -> list[str]:
     "`training.report_to` as transformers' list of integrations; an unknown name or a missing package raises `QloraError`"
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
     names = [n.strip().lower() for n in str(value).split(',') if n.strip() and n.strip().lower() != 'none']
     for n in names:
         if n not in INTEGRATION_TO_CALLBACK:
@@ -178,7 +179,6 @@ class LivePlot(TrainerCallback):
             from IPython.display import display
             display(self.figure())
     def figure(self):
-        import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3))
         if self.train: ax.plot(*zip(*self.train), label='train loss')
         if self.eval: ax.plot(*zip(*self.eval), 'o-', label='eval loss')
