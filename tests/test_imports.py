@@ -51,6 +51,26 @@ def test_imports_point_down():
           for m, dep, top, ln in _imports() if top and order[dep] >= order[m]]
     assert not up, 'imports must name lower-numbered notebooks:\n' + '\n'.join(up)
 
+# third-party packages a module may import inside a function, and why: everything else is imported at the top
+LAZY_OK = {
+    'bitsandbytes': 'may be missing or broken on a machine: `doctor` diagnoses it and `load_model` names the fix',
+    'unsloth': 'optional backend', 'liger_kernel': 'optional kernels', 'flash_attn': 'optional kernels',
+    'torch': "env reports a broken torch instead of failing to import; packing's varlen kernel exists from torch 2.10",
+    'IPython': 'notebook display only', 'ipywidgets': 'notebook widgets only',
+}
+
+def test_third_party_imports_at_top():
+    inner = []
+    for p in sorted(PKG.glob('*.py')):
+        if p.stem.startswith('_') or p.stem == 'cli': continue
+        tree = ast.parse(p.read_text())
+        top = set(map(id, tree.body))
+        for n in ast.walk(tree):
+            if id(n) in top or not isinstance(n, (ast.Import, ast.ImportFrom)) or getattr(n, 'level', 0): continue
+            mod = (n.module if isinstance(n, ast.ImportFrom) else n.names[0].name).split('.')[0]
+            if mod != 'qlora_nb' and mod not in LAZY_OK: inner.append(f'qlora_nb/{p.stem}.py:{n.lineno} imports {mod} inside a function')
+    assert not inner, '\n'.join(inner)
+
 def test_the_check_catches_violations(tmp_path, monkeypatch):
     "The checks above can fail: a module importing upward, and one importing inside a function."
     order = _order()
