@@ -163,7 +163,6 @@ def main(argv:list[str]|None=None) -> int:
     "Entry point of the `qlora-nb` console script"
     argv = sys.argv[1:] if argv is None else list(argv)
     quiet_progress()
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"qlora-nb: {cat.__name__.replace('UserWarning', 'warning')}: {msg}\n"  # one line each
     if not argv or argv[0] in ('-h', '--help', 'help'): print(_usage()); return 0
     name = argv[0]
     if name not in COMMANDS:
@@ -171,8 +170,15 @@ def main(argv:list[str]|None=None) -> int:
         print(f"qlora-nb: error: unknown command `{name}`." + (f" Did you mean `{m[0]}`?" if m else '') + " Run `qlora-nb --help`.", file=sys.stderr)
         return 2
     f, p = command_function(name), parser(name)
+    fmt, warnings.formatwarning = warnings.formatwarning, _one_line   # one line per warning while the command runs
+    try: return _run(name, f, p, argv[1:])
+    finally: warnings.formatwarning = fmt
+
+def _one_line(msg, cat, *a, **k): return f"qlora-nb: {cat.__name__.replace('UserWarning', 'warning')}: {msg}\n"
+
+def _run(name, f, p, args) -> int:
     try:
-        args, rest = p.parse_known_args(argv[1:])
+        args, rest = p.parse_known_args(args)
         kw = {k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')}
         if rest and not _takes_overrides(f): p.error(f"unrecognized arguments: {' '.join(rest)}")
         if _takes_overrides(f): kw.update(parse_overrides(rest))
