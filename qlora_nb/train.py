@@ -148,7 +148,7 @@ class RunLog(TrainerCallback):
         row['peak_mem_gb'] = round(peak_memory_gb(), 3)
         self.rows.append(row)
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
-        if self.echo and state.max_steps: self.show(row, state.max_steps)
+        if self.echo and state.max_steps and ('loss' in row or 'eval_loss' in row): self.show(row, state.max_steps)  # not the end-of-run summary
     def line(self, row:dict, total:int) -> str:
         "One compact progress line: step, loss, eval loss, learning rate, tokens/s, memory"
         parts = [f"step {row['step']}/{total}"] + [f"{k.replace('_', ' ')} {row[k]:.4g}" for k in
