@@ -52,7 +52,7 @@ def gpu_info() -> dict:
     return {**info, 'gpu': props.name, 'gpu_count': torch.cuda.device_count(),
             'compute_capability': f'{props.major}.{props.minor}',
             'vram_total_gb': round(total/1e9, 2), 'vram_free_gb': round(free/1e9, 2),
-            'bf16': bool(torch.cuda.is_bf16_supported())}
+            'bf16': bool(torch.cuda.is_bf16_supported(including_emulation=False))}  # native only, as `hardware()`
 
 # %% ../nbs/00_env.ipynb #e551f3bc
 class Hardware(NamedTuple):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from .recipe import QloraError, Recipe, read_recipe
 from .env import guard_cpu_repack
-from .settings import compute_dtype_for
+from .settings import resolve
 from .data import TEMPLATE_FILE, adds_bos, alpaca_prompt, detect_format, load_data, load_template, prompt_style, format_prompt, is_messages, prepare_dataset, STYLES
 from .run import Run, read_run
 from .model import load_model, resolve_model_path, setup_tokenizer
@@ -153,7 +153,7 @@ def merge_base(run:Run|str|Path, # a run (or its directory)
         raise QloraError("This run trained LoRA on a 16-bit base (quantization.load_in_4bit = false): there is nothing to dequantize. Use into='16bit'.")
     model, _ = load_model(recipe=r, for_training=False, device_map=device_map, **{'quantization.load_in_4bit': into != '16bit'})
     _check_vocab(model, run.tokenizer())
-    if into == 'dequantized': model = dequantize_4bit_model(model, compute_dtype_for(r.quantization.compute_dtype))
+    if into == 'dequantized': model = dequantize_4bit_model(model, resolve(r).compute_dtype)
     return model.eval()
 
 # %% ../nbs/60_merge.ipynb #c35c2220
@@ -377,7 +377,7 @@ def estimate_merged_bytes(run:Run|str|Path, # a run (or its directory)
     r = run.recipe
     cfg = AutoConfig.from_pretrained(resolve_model_path(r.model.name_or_path), trust_remote_code=r.model.trust_remote_code)
     with torch.device('meta'): m = AutoModelForCausalLM.from_config(cfg, trust_remote_code=r.model.trust_remote_code)
-    nbytes = torch.finfo(compute_dtype_for(r.quantization.compute_dtype)).bits // 8
+    nbytes = torch.finfo(resolve(r).compute_dtype).bits // 8
     n = 0
     for name, p in m.named_parameters(remove_duplicate=True):
         packed = into == '4bit' and p.dim() == 2 and 'embed' not in name and 'lm_head' not in name

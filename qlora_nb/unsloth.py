@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import torch
 from .recipe import QloraError, Recipe, load_recipe
-from .settings import compute_dtype_for
+from .settings import resolve
 from .quant import quant_config
 from .lora import lora_config
 from .model import resolve_model_path, setup_tokenizer
@@ -47,7 +47,7 @@ def load_unsloth(recipe:Recipe|str|None=None, # the run's recipe
     kw = {} if std or not q.load_in_4bit else dict(quantization_config=quant_config(r))
     try:
         model, tok = FastLanguageModel.from_pretrained(model_name=resolve_model_path(name_or_path or r.model.name_or_path),
-            max_seq_length=r.data.max_length, dtype=compute_dtype_for(q.compute_dtype), load_in_4bit=q.load_in_4bit,
+            max_seq_length=r.data.max_length, dtype=resolve(r).compute_dtype, load_in_4bit=q.load_in_4bit,
             trust_remote_code=r.model.trust_remote_code, use_gradient_checkpointing=gc, **kw)
     except RuntimeError as e:
         if 'pad token' not in str(e).lower(): raise
