@@ -18,12 +18,13 @@ from .run import Run
 import yaml
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'MIXED_PRECISION', 'FSDP_QLORA', 'SHARDED', 'check_distributed', 'accelerate_config',
-           'write_accelerate_config', 'launch_command', 'LaunchPlan', 'launch_plan', 'launch', 'fsdp_estimate',
-           'gpu_estimate']
+__all__ = ['STRATEGIES', 'FSDP_WRAPS', 'MIXED_PRECISION', 'SHARDED', 'FSDP_QLORA', 'check_distributed', 'fsdp_estimate',
+           'gpu_estimate', 'fsdp_wrap', 'accelerate_config', 'write_accelerate_config', 'launch_command', 'LaunchPlan',
+           'launch_plan', 'launch']
 
 # %% ../nbs/55_distributed.ipynb #e3c02948
 STRATEGIES = {'none': 'NO', 'ddp': 'MULTI_GPU', 'fsdp': 'FSDP'} # recipe strategy -> accelerate distributed_type
+FSDP_WRAPS = ('auto', 'layers', 'lora') # distributed.fsdp_wrap
 MIXED_PRECISION = {'bfloat16': 'bf16', 'float16': 'fp16', 'float32': 'no'} # compute dtype -> accelerate mixed_precision
 
 def _dtype_name(name:str, key:str) -> str:
@@ -39,6 +40,9 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if s not in STRATEGIES:
         raise QloraError(f"distributed.strategy = {d.strategy!r} is not a strategy. Use none (one process), "
                          "ddp (data parallel) or fsdp (sharded QLoRA).")
+    if d.fsdp_wrap.strip().lower() not in FSDP_WRAPS:
+        raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use auto, layers (decoder layers as FSDP units: fast) "
+                         "or lora (one unit per LoRA matrix: least memory).")
     if d.num_processes < 0: raise QloraError(f"distributed.num_processes = {d.num_processes} must be >= 0 (0 = one per visible GPU).")
     if d.offload and s != 'fsdp':
         raise QloraError(f"distributed.offload = true needs `distributed.strategy = fsdp` (CPU offload of sharded "
@@ -55,6 +59,78 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
             warnings.warn(f"training.optimizer = {r.training.optimizer} under FSDP+QLoRA fails when a checkpoint is saved "
                           "(PEFT's FSDP guide, caveat 4). Use `training.optimizer = adamw_torch` or keep save_steps above max_steps.")
     return r
+
+# %% ../nbs/55_distributed.ipynb #d75f40eb
+SHARDED = ('weights: 4-bit packed', 'weights: 16-bit', 'adapters (fp32)', 'adapters (bf16)',
+           'adapter gradients (last layer, at the peak)', 'adapter gradients (accumulated)', 'gradients (bf16)',
+           'master weights (fp32)', 'optimizer states') # split n ways by FSDP
+
+def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.json path/dir, dict or transformers config
+                  n_gpus:int=2, # GPUs the model is sharded over
+                  offload:bool=False, # FSDP CPU offload: shards live in CPU memory
+                  prefetch:int=1, # layers gathered ahead of the one computing (BACKWARD_PRE)
+                  wrap:str='lora', # FSDP units: lora (peft's policy) or layers (decoder layers, use_orig_params)
+                  **kw) -> MemoryEstimate:
+    "Per-GPU peak memory of FSDP QLoRA on `n_gpus`: `estimate_memory` (no fp32 upcast) with the stored terms sharded, plus gathered units"
+    if n_gpus < 1: raise QloraError(f"n_gpus = {n_gpus}; FSDP needs at least 1 GPU.")
+    est = estimate_memory(model_config, **{'upcast_norms': False, **kw})  # FSDP prepares the model without the fp32 upcast
+    root = next((k for k in est.terms if k.startswith('weights: embeddings')), None)  # the root unit's 16-bit weights (QLoRA)
+    t = {k: (0.0 if offload else v / n_gpus) if k in SHARDED or k == root else v for k, v in est.terms.items()}
+    if n_gpus > 1 or offload:
+        L = cfg_value(resolve_config(model_config), 'num_hidden_layers')
+        per_layer = est.terms.get('weights: 4-bit packed', est.terms.get('weights: 16-bit', 0.0)) / L  # one decoder layer
+        gathered = {'FSDP gathered layers (transient)': (1 + prefetch) * per_layer}
+        if root: gathered['FSDP gathered root: embeddings, lm_head, norms'] = est.terms[root]
+        t = {**gathered, **t}
+    if wrap == 'layers' and not offload:  # one flat parameter per layer, frozen 4-bit storage included: its sharded gradient (fp32)
+        t['FSDP gradients of the frozen 4-bit shards (layer units)'] = 2 * t.get('weights: 4-bit packed', 0.0)
+    return MemoryEstimate(t, est.phase, est.params, dict(est.args, n_gpus=n_gpus, offload=offload))
+
+# %% ../nbs/55_distributed.ipynb #278f6b87
+def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+                 model_config=None, # default: the recipe's model config (`recipe_model_config`)
+                 n_gpus:int|None=None, # processes; default: the recipe's num_processes, else this machine's GPUs
+                 wrap:str|None=None, # FSDP units (layers/lora); default: what `fsdp_wrap` chooses for the recipe
+                 **changes) -> MemoryEstimate:
+    "Per-GPU peak memory of a run of `recipe` as launched: one process, DDP (a replica each) or FSDP (`fsdp_estimate`)"
+    r = check_distributed(recipe)
+    cfg = recipe_model_config(r) if model_config is None else model_config
+    if cfg is None: raise QloraError(f"No config for model `{r.model.name_or_path}` is available offline. Pass model_config= "
+                                     "(a size like '7b', a config.json path or a dict).")
+    kw, s = {**recipe_estimate_kwargs(r), **changes}, r.distributed.strategy.strip().lower()
+    n = 1 if s == 'none' else n_gpus or r.distributed.num_processes or max(hardware().n_gpus, 1)
+    if s == 'fsdp':
+        wrap = wrap or fsdp_wrap(r, n, model_config=cfg)[0]
+        return fsdp_estimate(cfg, n, offload=r.distributed.offload, wrap=wrap, **kw)
+    est = estimate_memory(cfg, **kw)
+    if s == 'ddp' and n > 1:  # DDP's reducer all-reduces a flat copy of the trainable gradients
+        gb = est.params['trainable'] * (2 if kw.get('method') == 'qlora' else 4) / 1e9
+        est = MemoryEstimate({**est.terms, 'DDP gradient buckets': gb}, est.phase, est.params, dict(est.args, n_gpus=n))
+    return est
+
+# %% ../nbs/55_distributed.ipynb #d36568de
+def _gpu_gb() -> float|None:
+    import torch
+    return torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else None
+
+def fsdp_wrap(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
+              n_gpus:int=2, # GPUs the model is sharded over
+              gpu_gb:float|None=None, # memory of one GPU; default: this machine's first GPU
+              model_config=None, # default: the recipe's model config (`recipe_model_config`)
+             ) -> tuple[str, str]:
+    "`(units, why)`: `distributed.fsdp_wrap`, where `auto` = `layers` when that estimate fits the GPU with 10% to spare, else `lora`"
+    r = check_distributed(recipe)
+    w = r.distributed.fsdp_wrap.strip().lower()
+    if w != 'auto': return w, f"distributed.fsdp_wrap = {w}"
+    gpu_gb = gpu_gb or _gpu_gb()
+    cfg = recipe_model_config(r) if model_config is None else model_config
+    if gpu_gb is None or cfg is None:
+        return 'lora', "fsdp_wrap = auto: no GPU or no model config to size against, so the smaller one (lora units)"
+    need = gpu_estimate(r, cfg, n_gpus, wrap='layers').peak_allocated_gb
+    if need <= 0.9 * gpu_gb:
+        return 'layers', f"fsdp_wrap = auto: layer units (fast) need ~{need:.1f} GB of this {gpu_gb:.0f} GB GPU"
+    return 'lora', (f"fsdp_wrap = auto: layer units would need ~{need:.1f} GB of {gpu_gb:.0f} GB, so one unit per LoRA matrix "
+                    "(less memory, slower steps)")
 
 # %% ../nbs/55_distributed.ipynb #60bcec9c
 FSDP_QLORA = dict( # PEFT's FSDP+QLoRA guide, in accelerate 1.15's key names
@@ -90,7 +166,9 @@ def accelerate_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
                num_machines=1, num_processes=n, rdzv_backend='static', same_network=True, use_cpu=cpu)
     if not cpu and n == 1: cfg['gpu_ids'] = _first_gpu()  # one process sees one GPU
     if port is not None: cfg['main_process_port'] = int(port)
-    if s == 'fsdp': cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload))
+    if s == 'fsdp':
+        wrap = fsdp_wrap(r, n)[0]
+        cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload), fsdp_use_orig_params=wrap == 'layers')
     return cfg
 
 def write_accelerate_config(path:str|Path, # destination YAML file
@@ -190,48 +268,7 @@ def launch(recipe:str=None, # recipe ini file (default: the project's settings.i
     if dry_run: print(p.text()); return 0
     n, s = p.config['num_processes'], p.recipe.distributed.strategy
     note = f" (distributed.strategy = {s}: one process; `--distributed.strategy ddp` starts one per GPU)" if s == 'none' else ''
+    if s == 'fsdp': note = f" ({fsdp_wrap(p.recipe, n)[1]})"
     print(f"qlora-nb launch: {n} process{'es' if n > 1 else ''}, {p.config['distributed_type']}{note}; config {p.config_path}\n"
           f"  {shlex.join(p.command)}", file=sys.stderr, flush=True)
     return p.run()
-
-# %% ../nbs/55_distributed.ipynb #d75f40eb
-SHARDED = ('weights: 4-bit packed', 'weights: 16-bit', 'adapters (fp32)', 'adapters (bf16)',
-           'adapter gradients (last layer, at the peak)', 'adapter gradients (accumulated)', 'gradients (bf16)',
-           'master weights (fp32)', 'optimizer states') # split n ways by FSDP
-
-def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.json path/dir, dict or transformers config
-                  n_gpus:int=2, # GPUs the model is sharded over
-                  offload:bool=False, # FSDP CPU offload: shards live in CPU memory
-                  prefetch:int=1, # layers gathered ahead of the one computing (BACKWARD_PRE)
-                  **kw) -> MemoryEstimate:
-    "Per-GPU peak memory of FSDP QLoRA on `n_gpus`: `estimate_memory` (no fp32 upcast) with the stored terms sharded, plus gathered units"
-    if n_gpus < 1: raise QloraError(f"n_gpus = {n_gpus}; FSDP needs at least 1 GPU.")
-    est = estimate_memory(model_config, **{'upcast_norms': False, **kw})  # FSDP prepares the model without the fp32 upcast
-    root = next((k for k in est.terms if k.startswith('weights: embeddings')), None)  # the root unit's 16-bit weights (QLoRA)
-    t = {k: (0.0 if offload else v / n_gpus) if k in SHARDED or k == root else v for k, v in est.terms.items()}
-    if n_gpus > 1 or offload:
-        L = cfg_value(resolve_config(model_config), 'num_hidden_layers')
-        per_layer = est.terms.get('weights: 4-bit packed', est.terms.get('weights: 16-bit', 0.0)) / L  # one decoder layer
-        gathered = {'FSDP gathered layers (transient)': (1 + prefetch) * per_layer}
-        if root: gathered['FSDP gathered root: embeddings, lm_head, norms'] = est.terms[root]
-        t = {**gathered, **t}
-    return MemoryEstimate(t, est.phase, est.params, dict(est.args, n_gpus=n_gpus, offload=offload))
-
-# %% ../nbs/55_distributed.ipynb #278f6b87
-def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
-                 model_config=None, # default: the recipe's model config (`recipe_model_config`)
-                 n_gpus:int|None=None, # processes; default: the recipe's num_processes, else this machine's GPUs
-                 **changes) -> MemoryEstimate:
-    "Per-GPU peak memory of a run of `recipe` as launched: one process, DDP (a replica each) or FSDP (`fsdp_estimate`)"
-    r = check_distributed(recipe)
-    cfg = recipe_model_config(r) if model_config is None else model_config
-    if cfg is None: raise QloraError(f"No config for model `{r.model.name_or_path}` is available offline. Pass model_config= "
-                                     "(a size like '7b', a config.json path or a dict).")
-    kw, s = {**recipe_estimate_kwargs(r), **changes}, r.distributed.strategy.strip().lower()
-    n = 1 if s == 'none' else n_gpus or r.distributed.num_processes or max(hardware().n_gpus, 1)
-    if s == 'fsdp': return fsdp_estimate(cfg, n, offload=r.distributed.offload, **kw)
-    est = estimate_memory(cfg, **kw)
-    if s == 'ddp' and n > 1:  # DDP's reducer all-reduces a flat copy of the trainable gradients
-        gb = est.params['trainable'] * (2 if kw.get('method') == 'qlora' else 4) / 1e9
-        est = MemoryEstimate({**est.terms, 'DDP gradient buckets': gb}, est.phase, est.params, dict(est.args, n_gpus=n))
-    return est

@@ -24,8 +24,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 # %% auto #0
 __all__ = ['resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'liger_available',
-           'apply_liger', 'compile_layers', 'prepare_for_training', 'finish_for_training', 'default_device_map',
-           'load_tokenizer', 'load_model']
+           'apply_liger', 'fuse_lora', 'compile_layers', 'prepare_for_training', 'finish_for_training',
+           'default_device_map', 'load_tokenizer', 'load_model']
 
 # %% ../nbs/40_model.ipynb #e173fdf3
 def resolve_model_path(name_or_path:str, # hub id, local directory, or `toy` / `toy:mistral`
@@ -112,6 +112,38 @@ def apply_liger(model:nn.Module, # a loaded Llama/Mistral-family model, possibly
                                     cross_entropy=False, fused_linear_cross_entropy=False)
     return sum(1 for m in base.modules() if m._get_name().startswith('Liger'))
 
+# %% ../nbs/40_model.ipynb #cbf2d192
+def _fused_lora_forward(self, x, *args, **kwargs):
+    "peft's LoRA forward as `addmm(base(x), A(dropout(x)), Bᵀ, alpha=scaling)`; peft's own forward for any other case"
+    adapters = self.active_adapters
+    if (self.disable_adapters or self.merged or kwargs.get('adapter_names') is not None or len(adapters) != 1
+        or adapters[0] not in self.lora_A or adapters[0] in self.lora_variant):
+        return type(self).forward(self, x, *args, **kwargs)
+    a = adapters[0]
+    A, B = self.lora_A[a], self.lora_B[a]
+    result = self.base_layer(x, *args, **kwargs)
+    if not torch.is_autocast_enabled(x.device.type) and not (x.dtype == A.weight.dtype == B.weight.dtype == result.dtype):
+        return type(self).forward(self, x, *args, **kwargs)  # mixed dtypes without autocast: peft casts; rare (not our recipes)
+    h = A(self.lora_dropout[a](x))
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), B.weight.t(), alpha=self.scaling[a])
+    return out.view(result.shape)
+
+def fuse_lora(model:nn.Module, # a peft-wrapped model
+             ) -> int:
+    "Give each plain LoRA layer of `model` the one-`addmm` forward; returns how many layers were changed"
+    from peft.tuners.lora import Linear as LoraLinear
+    classes = [LoraLinear]
+    try:
+        from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
+        classes.append(LoraLinear4bit)
+    except ImportError: pass   # peft without bitsandbytes support
+    n = 0
+    for m in model.modules():
+        if type(m) in classes and all(getattr(b, 'bias', None) is None for b in m.lora_B.values()):
+            m.forward = _fused_lora_forward.__get__(m); n += 1
+    return n
+
+
 # %% ../nbs/40_model.ipynb #881f8e26
 def compile_layers(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped
                    backend:str='inductor', # torch.compile backend; 'aot_eager' traces without generating kernels
@@ -137,7 +169,8 @@ def prepare_for_training(model:nn.Module, # the loaded base model (4-bit or 16-b
 def finish_for_training(model:nn.Module, # the peft-wrapped model
                         recipe:Recipe, # the run's recipe
                        ) -> nn.Module:
-    "Apply the post-LoRA fast-path switches: Liger kernels, then `torch.compile` of each decoder layer"
+    "Apply the post-LoRA fast-path switches: LoRA in one `addmm`, Liger kernels, then `torch.compile` of each decoder layer"
+    if getattr(recipe.training, 'fused_lora', True) and recipe.distributed.strategy.strip().lower() != 'fsdp': fuse_lora(model)
     if recipe.training.liger: apply_liger(model)
     if getattr(recipe.training, 'compile', False): compile_layers(model)
     return model

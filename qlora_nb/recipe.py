@@ -83,6 +83,7 @@ class TrainingSection:
     liger:bool = False # Liger kernels (fused RMSNorm, SwiGLU, RoPE, linear cross-entropy) when installed
     activation_offloading:bool = False # trl's activation offloading to CPU memory
     compile:bool = False # torch.compile each decoder layer (regional compilation; first steps are slower)
+    fused_lora:bool = True # LoRA's output as one addmm (base + scale·A·B): fewer kernels, same math; off under FSDP
     auto_fit:bool = False # choose gradient checkpointing and batch size from the memory estimate and free memory
     logging_steps:int = 10 # log every N optimizer steps
     save_steps:int = 100 # checkpoint every N steps
@@ -97,6 +98,7 @@ class DistributedSection:
     strategy:str = 'none' # none (one process), ddp (data parallel) or fsdp (sharded QLoRA)
     num_processes:int = 0 # processes to launch; 0 = one per visible GPU
     offload:bool = False # FSDP: offload parameters to CPU memory
+    fsdp_wrap:str = 'auto' # FSDP units: layers (fast; + fp32 gradients of the frozen shards), lora (peft's: least memory), auto
 
 @dataclass
 class OutputSection:

@@ -17,11 +17,11 @@ from .data import detect_format, load_data, prompt_style
 from .model import resolve_model_path, setup_tokenizer
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FILES', 'TRAINING_WORK', 'RESUME_SAFE', 'Run', 'write_trained_recipe', 'read_summary', 'lock_holder',
-           'check_output', 'run_lock', 'file_problem', 'checkpoint_problems', 'checkpoints', 'pick_checkpoint',
-           'last_checkpoint', 'set_aside_incomplete', 'describe_work', 'prepare_work', 'replace_finished',
-           'weights_fingerprint', 'tokenizer_fingerprint', 'base_identity', 'data_fingerprint', 'start_provenance',
-           'check_resume', 'check_adapter', 'check_base', 'read_run']
+__all__ = ['CHECKPOINT_FILES', 'FSDP_DIRS', 'TRAINING_WORK', 'RESUME_SAFE', 'Run', 'write_trained_recipe', 'read_summary',
+           'lock_holder', 'check_output', 'run_lock', 'file_problem', 'dcp_problem', 'checkpoint_problems',
+           'checkpoints', 'pick_checkpoint', 'last_checkpoint', 'set_aside_incomplete', 'describe_work', 'prepare_work',
+           'replace_finished', 'weights_fingerprint', 'tokenizer_fingerprint', 'base_identity', 'data_fingerprint',
+           'start_provenance', 'check_resume', 'check_adapter', 'check_base', 'read_run']
 
 # %% ../nbs/48_run.ipynb #31f9f361
 @dataclass
@@ -175,13 +175,27 @@ def file_problem(f:Path) -> str|None:
     elif f.suffix in ('.pt', '.pth', '.bin') and not zipfile.is_zipfile(f): return f'`{f.name}` is truncated or corrupt'
     return None
 
+def dcp_problem(d:Path) -> str|None:
+    "Why a `torch.distributed.checkpoint` directory (FSDP's sharded adapter or optimizer) is unusable, or None"
+    if not (d/'.metadata').is_file() or (d/'.metadata').stat().st_size == 0:
+        return f'`{d.name}/.metadata` is missing (the sharded save did not finish)'
+    shards = list(d.glob('*.distcp'))
+    if not shards: return f'`{d.name}` has no shards'
+    if empty := [p.name for p in shards if p.stat().st_size == 0]: return f'`{d.name}/{empty[0]}` is empty'
+    return None
+
+FSDP_DIRS = {'pytorch_model_fsdp_0': 'adapter_model.safetensors', 'optimizer_0': 'optimizer.pt'} # sharded dir -> file it replaces
+
 def checkpoint_problems(ck:Path, # a `checkpoint-N` directory
                        ) -> list[str]:
-    "What is missing or damaged in the trainer checkpoint `ck`; [] when it is complete"
+    "What is missing or damaged in the trainer checkpoint `ck` (one process, DDP or FSDP's sharded layout); [] when complete"
     ck = Path(ck)
     weights = ck/'adapter_model.safetensors' if not (ck/'adapter_model.bin').exists() else ck/'adapter_model.bin'
     rng = sorted(ck.glob('rng_state*.pth')) or [ck/'rng_state.pth']
-    probs = [p for f in [weights, *[ck/n for n in CHECKPOINT_FILES], *rng] if (p := file_problem(f))]
+    sharded = {f: d for d, f in FSDP_DIRS.items() if (ck/d).is_dir()}
+    files = [f for f in [weights, *[ck/n for n in CHECKPOINT_FILES], *rng]
+             if f.name not in sharded and not (sharded and f.name == 'adapter_config.json')]
+    probs = [p for p in [*(dcp_problem(ck/d) for d in sharded.values()), *(file_problem(f) for f in files)] if p]
     if not probs:
         step = json.loads((ck/'trainer_state.json').read_text()).get('global_step')
         if str(step) != ck.name.split('-')[-1]: probs.append(f'`trainer_state.json` says step {step}')

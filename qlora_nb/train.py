@@ -19,6 +19,9 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+import transformers.trainer as hf_trainer
+from transformers.modeling_layers import GradientCheckpointingLayer
+from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 from .recipe import QloraError, Recipe, check_choice, load_recipe, toy_recipe
 from .env import Hardware, env_report
 from .settings import VARLEN, Settings, resolve, check_one_process
@@ -35,7 +38,8 @@ import matplotlib.pyplot as plt
 # %% auto #0
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
            'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
-           'memory_preflight', 'Plan', 'plan_run', 'build_trainer', 'run_rows', 'save_run', 'resume_hint', 'finetune']
+           'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'build_trainer', 'run_rows', 'save_run',
+           'resume_hint', 'finetune']
 
 # %% ../nbs/50_train.ipynb #0dd9df11
 NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
@@ -99,6 +103,9 @@ def sft_config(recipe:Recipe|str|None, # the run's recipe
         bf16=s.bf16, fp16=s.fp16, use_cpu=not s.cuda, dataloader_pin_memory=s.cuda,
         # memory: load_model already set per-layer checkpointing and Liger's kernels; the trainer must not do either twice
         **{CHECKPOINTING_ARG: False}, use_liger_kernel=False, activation_offloading=t.activation_offloading,
+        # DDP: every LoRA matrix is used in every forward; transformers would search for unused ones each step (it cannot
+        # see our per-layer checkpointing, so it assumes none and sets find_unused_parameters)
+        ddp_find_unused_parameters=False,
         # logging, saving, evaluation: RunLog prints one line per log step, so no progress bar
         logging_steps=t.logging_steps, logging_first_step=True, save_strategy='steps', save_steps=t.save_steps,
         eval_strategy='steps' if has_eval else 'no', eval_steps=t.eval_steps if has_eval else None,
@@ -319,6 +326,18 @@ def plan_run(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for
         notes += check_resume(run.work, r, fp, base, force)
     return Plan(r, s, run, tok, train, ev, args, ckpt, notes, base, fp, resume, fresh, overwrite)
 
+# %% ../nbs/50_train.ipynb #40001e57
+def fsdp_layer_units():
+    "Make transformers' Trainer wrap whole decoder layers as FSDP units (under `use_orig_params`), not each LoRA matrix"
+    if getattr(hf_trainer.update_fsdp_plugin_peft, 'qlora_nb', False): return
+    peft_update = hf_trainer.update_fsdp_plugin_peft  # sets peft's one-unit-per-LoRA-matrix policy and the quant-storage precision
+    def update(model, accelerator):
+        peft_update(model, accelerator)
+        layers = {type(m) for m in model.modules() if isinstance(m, GradientCheckpointingLayer)}
+        accelerator.state.fsdp_plugin.auto_wrap_policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
+    update.qlora_nb = True
+    hf_trainer.update_fsdp_plugin_peft = update
+
 # %% ../nbs/50_train.ipynb #90f0628e
 def build_trainer(plan:Plan, # from `plan_run`
                   model, # the model to train (`load_model` or `load_unsloth`)
@@ -333,6 +352,8 @@ def build_trainer(plan:Plan, # from `plan_run`
     trainer = trl.SFTTrainer(model=model, args=plan.args, train_dataset=plan.train, eval_dataset=plan.eval,
                              processing_class=tok, callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
+    plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
+    if plugin is not None and plugin.use_orig_params: fsdp_layer_units()  # distributed.fsdp_wrap = layers (55_distributed)
     if plan.resume_from:
         # trl casts a quantized model's trainable params to bf16; resume loads the checkpoint through peft's
         # load_adapter, which would upcast them to fp32 and train the rest of the run in another dtype

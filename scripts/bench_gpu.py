@@ -30,7 +30,11 @@ CONFIGS = {
     'real_unpacked_seed':      ('real', {**SEED, **NOPACK}, None),
     'syn2048_packed_fast':     ('syn2048', {**FAST, **PACK}, 'syn2048_unpacked_fast'),
     'syn2048_unpacked_fast':   ('syn2048', {**FAST, **NOPACK}, None),
-    'real_packed_fast_d0':     ('real', {**FAST, **PACK, 'lora.dropout': 0.0}, 'real_packed_fast'),
+    'real_packed_fast_d0':     ('real', {**FAST, **PACK, 'lora.dropout': 0.0}, 'real_packed_fast_d0_peft'),
+    'real_packed_fast_d0_peft': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.fused_lora': False}, None),  # peft's LoRA forward
+    'real_packed_fast_d0_a8':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_8bit'}, 'real_packed_fast_d0'),
+    'real_packed_fast_d0_b5':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.batch_size': 5}, 'real_packed_fast_d0'),
+    'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
                                          'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
     'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
@@ -44,17 +48,20 @@ MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=3
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=512, max_position_embeddings=4096, tie_word_embeddings=False)
 
-def build_checkpoint(path:Path, tiny:bool, cpu:bool):
-    "Save a Mistral model with random weights and a word-level tokenizer (`w3` ... one token per word) to `path`"
+def build_checkpoint(path:Path, tiny:bool, cpu:bool, config:dict|None=None):
+    "Save a Mistral model (or a Llama of `config`) with random weights and a word-level tokenizer (`w3` ... one token per word) to `path`"
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
-    cfg = MistralConfig(**(TINY if tiny else MISTRAL_7B), bos_token_id=1, eos_token_id=2)
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+    if config: cfg, cls = LlamaConfig(**config, bos_token_id=1, eos_token_id=2), LlamaForCausalLM
+    else: cfg, cls = MistralConfig(**(TINY if tiny else MISTRAL_7B), bos_token_id=1, eos_token_id=2), MistralForCausalLM
     t0 = time.time()
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device('cpu' if cpu else 'cuda'): model = MistralForCausalLM(cfg)
+    with torch.device('cpu' if cpu else 'cuda'): model = cls(cfg)
     torch.set_default_dtype(torch.float32)
     model.save_pretrained(path, safe_serialization=True)
+    del model
+    if not cpu: torch.cuda.empty_cache()
     vocab = {'<unk>': 0, '<s>': 1, '</s>': 2, **{f'w{i}': i for i in range(3, cfg.vocab_size)}}
     tk = Tokenizer(models.WordLevel(vocab, unk_token='<unk>')); tk.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tk, unk_token='<unk>', bos_token='<s>', eos_token='</s>').save_pretrained(path)
@@ -93,6 +100,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     if cpu: overrides.update({'quantization.compute_dtype': 'float32', 'training.optimizer': 'adamw_torch', 'data.max_length': 256,
                               'training.liger': False, 'training.activation_offloading': False})
     r = Recipe().override(**overrides)
+    b = r.training.batch_size
     n = 600 if data == 'real' else b * (warmup + steps)
     rows = (real_length_rows(n, mcfg.vocab_size, max_len=r.data.max_length) if data == 'real'
             else full_length_rows(n, mcfg.vocab_size, r.data.max_length))
@@ -181,6 +189,12 @@ def main():
     p.add_argument('--tiny', action='store_true', help='2-layer model instead of Mistral-7B (tests the script)')
     p.add_argument('--cpu', action='store_true', help='run on CPU (with --tiny): float32, adamw_torch, batch 1, max_length 256')
     p.add_argument('--timeout', type=int, default=150, help='seconds per configuration process')
+    p.add_argument('--unsloth', default='', help="comma-separated scripts/bench_unsloth.py configurations run at the same time on "
+                   "--unsloth-gpu (e.g. unsloth_real_packed,unsloth_b4); both tables are printed together")
+    p.add_argument('--unsloth-gpu', default='1', help='CUDA_VISIBLE_DEVICES for the Unsloth runs (this script uses --gpu)')
+    p.add_argument('--gpu', default=None, help='CUDA_VISIBLE_DEVICES for this script\'s runs (default: as set)')
+    p.add_argument('--unsloth-pythonpath', default=os.environ.get('UNSLOTH_PYTHONPATH', ''),
+                   help='PYTHONPATH of the Unsloth environment (trl<=1.15, datasets<5 first; ../shared/gpu/README.md)')
     p.add_argument('--one', default=None, help=argparse.SUPPRESS)
     p.add_argument('--result', default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -199,6 +213,15 @@ def main():
         code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from scripts.bench_gpu import build_checkpoint; from pathlib import Path; "
                 f"print('built in', round(build_checkpoint(Path({str(ckpt)!r}), {a.tiny}, {a.cpu}), 1), 's', flush=True)")
         subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
+    if a.gpu is not None: os.environ['CUDA_VISIBLE_DEVICES'] = a.gpu
+    uns = None
+    if a.unsloth:   # Unsloth's rows on another GPU, started now, in its own environment
+        uout = out.with_name(out.stem + '_unsloth.json')
+        uenv = {**os.environ, 'CUDA_VISIBLE_DEVICES': a.unsloth_gpu, 'PYTHONPATH': a.unsloth_pythonpath or os.environ.get('PYTHONPATH', '')}
+        uns = (uout, subprocess.Popen([sys.executable, str(ROOT/'scripts'/'bench_unsloth.py'), '--configs', a.unsloth, '--out', str(uout),
+                                       '--ckpt', str(ckpt), '--steps', str(a.steps), '--warmup', str(a.warmup)], env=uenv, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        doc['unsloth'] = dict(configs=a.unsloth, gpu=a.unsloth_gpu, note='run at the same time as these rows, on another GPU of the machine')
     for name in names:
         res = Path(tempfile.mkdtemp())/'r.json'
         cmd = [sys.executable, __file__, '--one', name, '--result', str(res), '--ckpt', str(ckpt), '--steps', str(a.steps),
@@ -217,5 +240,32 @@ def main():
         print(name, {k: row.get(k) for k in ('attn', 'tokens_per_s', 'tokens_per_step', 'peak_gb', 'est_gb', 'est_err_pct',
                                              'last_loss', 'process_s', 'error')}, flush=True)
     print(table(doc['results']))
+    if uns:
+        uout, proc = uns
+        log = proc.communicate()[0]
+        if not uout.exists(): print('Unsloth runs failed:\n' + log[-3000:]); return
+        udoc = json.loads(uout.read_text())
+        doc['unsloth']['results'] = udoc['results']; doc['unsloth']['versions'] = udoc.get('versions')
+        out.write_text(json.dumps(doc, indent=1))
+        print(side_by_side(doc['results'], udoc['results']))
+
+def side_by_side(ours:list, theirs:list) -> str:
+    "One table: every qlora_nb row and every Unsloth row, non-padding tokens/s and peak GB, and the ratio to Unsloth on the same data"
+    ref = {}
+    for u in theirs:
+        if 'tokens_per_s' in u: ref.setdefault('real_packed' if u.get('data') == 'real' and u.get('packing') else
+                                               'real_unpacked' if u.get('data') == 'real' else 'syn2048', u)
+    key = lambda r: 'syn2048' if r['data'] == 'syn2048' else 'real_packed' if r['recipe'].get('data.packing') else 'real_unpacked'
+    lines = ['| run | data | tokens/s | peak GB | vs Unsloth on the same data |', '|---|---|---:|---:|---:|']
+    for u in theirs:
+        if 'tokens_per_s' in u:
+            lines.append(f"| Unsloth {u['name']} | {u.get('data')}{' packed' if u.get('packing') else ''} | {u['tokens_per_s']:,.0f} | {u['peak_gb']:.2f} | 1.00× |")
+        else: lines.append(f"| Unsloth {u['name']} | | failed: {u.get('error', '')[:80]} | | |")
+    for r in ours:
+        if 'tokens_per_s' not in r: continue
+        u = ref.get(key(r))
+        lines.append(f"| qlora_nb {r['name']} | {key(r).replace('_', ' ')} | {r['tokens_per_s']:,.0f} | {r['peak_gb']:.2f} | "
+                     f"{r['tokens_per_s']/u['tokens_per_s']:.2f}× |" if u else f"| qlora_nb {r['name']} | {key(r)} | {r['tokens_per_s']:,.0f} | {r['peak_gb']:.2f} | — |")
+    return '\n'.join(lines)
 
 if __name__ == '__main__': main()

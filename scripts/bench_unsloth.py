@@ -34,9 +34,12 @@ CONFIGS = {
     'unsloth_b1':        dict(batch=1),
     'unsloth_b4_drop05': dict(batch=4, dropout=0.05, base='unsloth_b4'),  # bench_gpu's seed uses dropout 0.05
     'unsloth_b4_nockpt': dict(batch=4, ckpt=False, base='unsloth_b4'),
+    # bench_gpu.py's real-length instruction rows (log-normal, median ~200 tokens), packed by trl, loss on completions
+    'unsloth_real_packed': dict(batch=4, data='real', packing=True),
+    'unsloth_real_unpacked': dict(batch=4, data='real', packing=False, base='unsloth_real_packed'),
 }
 DEFAULT_CONFIGS = 'unsloth_b4,unsloth_b1'
-DEFAULTS = dict(batch=4, seq=2048, r=16, dropout=0.0, ckpt=True, steps=5, warmup=2, base=None)
+DEFAULTS = dict(batch=4, seq=2048, r=16, dropout=0.0, ckpt=True, steps=5, warmup=2, base=None, data='syn', packing=False)
 # toy finetune variants: compute dtype, and whether qlora_nb.train (hence trl) is imported before unsloth — what a user
 # script that does `from qlora_nb.train import finetune` gets today (trl's own SFTTrainer, Unsloth's import warning)
 TOY = {
@@ -84,7 +87,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
     if steps: s['steps'] = steps
     if warmup is not None: s['warmup'] = warmup
     r = Recipe().override(**{'model.name_or_path': ckpt_dir, 'model.backend': 'unsloth', 'model.attn_implementation': 'sdpa',
-        'data.max_length': s['seq'], 'data.completion_only': False, 'lora.r': s['r'], 'lora.alpha': 2*s['r'],
+        'data.max_length': s['seq'], 'data.completion_only': s['data'] == 'real', 'data.packing': s['packing'], 'lora.r': s['r'], 'lora.alpha': 2*s['r'],
         'lora.dropout': s['dropout'], 'training.batch_size': s['batch'], 'training.grad_accum': 1,
         'training.max_steps': s['warmup'] + s['steps'], 'training.warmup': 0, 'training.gradient_checkpointing': s['ckpt'],
         'training.logging_steps': 10**6, 'training.save_steps': 10**6})
@@ -95,8 +98,12 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
     load_s = time.time() - t0
     b, T = r.training.batch_size, s['seq']
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, mcfg.vocab_size, (b * r.training.max_steps, T), generator=g)  # no pad/bos/eos ids: no padding
-    ds = Dataset.from_dict({'input_ids': ids.tolist()})
+    if s['data'] == 'real':
+        from scripts.bench_gpu import real_length_rows
+        ds = Dataset.from_list(real_length_rows(600, mcfg.vocab_size, max_len=T))
+    else:
+        ids = torch.randint(3, mcfg.vocab_size, (b * r.training.max_steps, T), generator=g)  # no pad/bos/eos ids: no padding
+        ds = Dataset.from_dict({'input_ids': ids.tolist()})
     times = []
     class Timer(TrainerCallback):
         def on_train_begin(self, *a, **k):
@@ -112,12 +119,16 @@ def run_one(name:str, ckpt_dir:str, out:Path, steps:int|None, warmup:int|None):
     step_s = [b_ - a_ for a_, b_ in zip(times, times[1:])]
     timed = step_s[s['warmup']:] or step_s
     med = statistics.median(timed)
+    # non-padding tokens per step from trl's `num_tokens` log (real data: packs and rows vary); fixed rows: b*T
+    seen = {h['step']: h['num_tokens'] for h in trainer.state.log_history if 'num_tokens' in h}
+    tokens = [seen.get(i + 1, 0) - seen.get(i, 0) for i in range(len(step_s))]
+    tok_s = (sum(tokens[s['warmup']:]) / sum(timed)) if s['data'] == 'real' and seen else b*T/med
     peak = torch.cuda.max_memory_allocated()/1e9
     losses = [h['loss'] for h in trainer.state.log_history if 'loss' in h]
     n = L if s['ckpt'] else 0
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     row = dict(name=name, backend='unsloth', batch=b, seq=T, r=s['r'], dropout=s['dropout'], ckpt_layers=n, n_layers=L,
-               tokens_per_s=round(b*T/med, 1), step_s=round(med, 4), step_all_s=[round(x, 4) for x in step_s],
+               data=s['data'], packing=s['packing'], tokens=tokens, tokens_per_s=round(tok_s, 1), step_s=round(med, 4), step_all_s=[round(x, 4) for x in step_s],
                peak_gb=round(peak, 3),
                first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
                load_s=round(load_s, 1), base=s['base'], trainable_params=trainable,
