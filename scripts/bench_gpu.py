@@ -37,10 +37,12 @@ CONFIGS = {
     'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
                                          'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
+    'seed_b1':                 ('syn2048', {**SEED, **NOPACK, 'training.batch_size': 1}, None),   # one 2,048-token row per step
+    'fast_d0_b1':              ('syn2048', {**FAST, **NOPACK, 'lora.dropout': 0.0, 'training.batch_size': 1}, 'seed_b1'),
     'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
     'cpu_unpacked':            ('real', {**NOPACK}, None),
 }
-DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_')]
+DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=8, vocab_size=32000, max_position_embeddings=32768, tie_word_embeddings=False,
@@ -191,7 +193,8 @@ def main():
     p.add_argument('--timeout', type=int, default=150, help='seconds per configuration process')
     p.add_argument('--unsloth', default='', help="comma-separated scripts/bench_unsloth.py configurations run at the same time on "
                    "--unsloth-gpu (e.g. unsloth_real_packed,unsloth_b4); both tables are printed together")
-    p.add_argument('--unsloth-gpu', default='1', help='CUDA_VISIBLE_DEVICES for the Unsloth runs (this script uses --gpu)')
+    p.add_argument('--unsloth-gpu', default='1', help="CUDA_VISIBLE_DEVICES for the Unsloth runs (this script uses --gpu); "
+                   "'after' = the same GPU, once this script's rows are done (a one-GPU machine)")
     p.add_argument('--gpu', default=None, help='CUDA_VISIBLE_DEVICES for this script\'s runs (default: as set)')
     p.add_argument('--unsloth-pythonpath', default=os.environ.get('UNSLOTH_PYTHONPATH', ''),
                    help='PYTHONPATH of the Unsloth environment (trl<=1.15, datasets<5 first; ../shared/gpu/README.md)')
@@ -215,13 +218,17 @@ def main():
         subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)
     if a.gpu is not None: os.environ['CUDA_VISIBLE_DEVICES'] = a.gpu
     uns = None
-    if a.unsloth:   # Unsloth's rows on another GPU, started now, in its own environment
+    def start_unsloth():   # Unsloth's rows in its own environment, on another GPU (now) or on this one (after ours)
         uout = out.with_name(out.stem + '_unsloth.json')
-        uenv = {**os.environ, 'CUDA_VISIBLE_DEVICES': a.unsloth_gpu, 'PYTHONPATH': a.unsloth_pythonpath or os.environ.get('PYTHONPATH', '')}
-        uns = (uout, subprocess.Popen([sys.executable, str(ROOT/'scripts'/'bench_unsloth.py'), '--configs', a.unsloth, '--out', str(uout),
+        uenv = {**os.environ, 'PYTHONPATH': a.unsloth_pythonpath or os.environ.get('PYTHONPATH', '')}
+        if a.unsloth_gpu != 'after': uenv['CUDA_VISIBLE_DEVICES'] = a.unsloth_gpu
+        return (uout, subprocess.Popen([sys.executable, str(ROOT/'scripts'/'bench_unsloth.py'), '--configs', a.unsloth, '--out', str(uout),
                                        '--ckpt', str(ckpt), '--steps', str(a.steps), '--warmup', str(a.warmup)], env=uenv, cwd=ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        doc['unsloth'] = dict(configs=a.unsloth, gpu=a.unsloth_gpu, note='run at the same time as these rows, on another GPU of the machine')
+    if a.unsloth:
+        doc['unsloth'] = dict(configs=a.unsloth, gpu=a.unsloth_gpu, note='after these rows, on the same GPU' if a.unsloth_gpu == 'after'
+                              else 'run at the same time as these rows, on another GPU of the machine')
+        if a.unsloth_gpu != 'after': uns = start_unsloth()
     for name in names:
         res = Path(tempfile.mkdtemp())/'r.json'
         cmd = [sys.executable, __file__, '--one', name, '--result', str(res), '--ckpt', str(ckpt), '--steps', str(a.steps),
@@ -240,6 +247,7 @@ def main():
         print(name, {k: row.get(k) for k in ('attn', 'tokens_per_s', 'tokens_per_step', 'peak_gb', 'est_gb', 'est_err_pct',
                                              'last_loss', 'process_s', 'error')}, flush=True)
     print(table(doc['results']))
+    if a.unsloth and a.unsloth_gpu == 'after': uns = start_unsloth()
     if uns:
         uout, proc = uns
         log = proc.communicate()[0]
