@@ -15,6 +15,7 @@ from .env import guard_cpu_repack
 import functools
 from torch import nn
 from peft import get_peft_model, prepare_model_for_kbit_training
+from peft.tuners.lora import Linear as LoraLinear, bnb as lora_bnb  # peft imports its bnb layers with itself
 from .settings import resolve, VARLEN
 from .packing import register_varlen
 from .quant import quant_config
@@ -131,12 +132,7 @@ def _fused_lora_forward(self, x, *args, **kwargs):
 def fuse_lora(model:nn.Module, # a peft-wrapped model
              ) -> int:
     "Give each plain LoRA layer of `model` the one-`addmm` forward; returns how many layers were changed"
-    from peft.tuners.lora import Linear as LoraLinear
-    classes = [LoraLinear]
-    try:
-        from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit
-        classes.append(LoraLinear4bit)
-    except ImportError: pass   # peft without bitsandbytes support
+    classes = [LoraLinear] + [c for c in [getattr(lora_bnb, 'Linear4bit', None)] if c is not None]  # the latter needs bitsandbytes
     n = 0
     for m in model.modules():
         if type(m) in classes and all(getattr(b, 'bias', None) is None for b in m.lora_B.values()):
