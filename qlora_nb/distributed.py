@@ -24,7 +24,7 @@ __all__ = ['STRATEGIES', 'FSDP_WRAPS', 'MIXED_PRECISION', 'SHARDED', 'FSDP_QLORA
 
 # %% ../nbs/55_distributed.ipynb #e3c02948
 STRATEGIES = {'none': 'NO', 'ddp': 'MULTI_GPU', 'fsdp': 'FSDP'} # recipe strategy -> accelerate distributed_type
-FSDP_WRAPS = ('auto', 'layers', 'lora') # distributed.fsdp_wrap
+FSDP_WRAPS = ('lora', 'layers') # distributed.fsdp_wrap
 MIXED_PRECISION = {'bfloat16': 'bf16', 'float16': 'fp16', 'float32': 'no'} # compute dtype -> accelerate mixed_precision
 
 def _dtype_name(name:str, key:str) -> str:
@@ -40,9 +40,15 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if s not in STRATEGIES:
         raise QloraError(f"distributed.strategy = {d.strategy!r} is not a strategy. Use none (one process), "
                          "ddp (data parallel) or fsdp (sharded QLoRA).")
-    if d.fsdp_wrap.strip().lower() not in FSDP_WRAPS:
-        raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use auto, layers (decoder layers as FSDP units: fast) "
-                         "or lora (one unit per LoRA matrix: least memory).")
+    w, t = d.fsdp_wrap.strip().lower(), r.training
+    if w not in FSDP_WRAPS:
+        raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use lora (one FSDP unit per LoRA matrix: least memory) "
+                         "or layers (decoder layers as units: faster).")
+    if s == 'fsdp' and w == 'layers' and not (0 < t.max_steps < t.save_steps):
+        raise QloraError("distributed.fsdp_wrap = layers cannot write checkpoints while training on this stack (FSDP1 with "
+                         "use_orig_params and 4-bit weights fails in the sharded save: an AssertionError at the first checkpoint). "
+                         f"Set training.max_steps and training.save_steps above it (now {t.max_steps} and {t.save_steps}), "
+                         "or use distributed.fsdp_wrap = lora.")
     if d.num_processes < 0: raise QloraError(f"distributed.num_processes = {d.num_processes} must be >= 0 (0 = one per visible GPU).")
     if d.offload and s != 'fsdp':
         raise QloraError(f"distributed.offload = true needs `distributed.strategy = fsdp` (CPU offload of sharded "
@@ -90,7 +96,7 @@ def fsdp_estimate(model_config='7b', # size ('70b'), architecture name, config.j
 def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
                  model_config=None, # default: the recipe's model config (`recipe_model_config`)
                  n_gpus:int|None=None, # processes; default: the recipe's num_processes, else this machine's GPUs
-                 wrap:str|None=None, # FSDP units (layers/lora); default: what `fsdp_wrap` chooses for the recipe
+                 wrap:str|None=None, # FSDP units (lora/layers); default: the recipe's `distributed.fsdp_wrap`
                  **changes) -> MemoryEstimate:
     "Per-GPU peak memory of a run of `recipe` as launched: one process, DDP (a replica each) or FSDP (`fsdp_estimate`)"
     r = check_distributed(recipe)
@@ -100,7 +106,7 @@ def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
     kw, s = {**recipe_estimate_kwargs(r), **changes}, r.distributed.strategy.strip().lower()
     n = 1 if s == 'none' else n_gpus or r.distributed.num_processes or max(hardware().n_gpus, 1)
     if s == 'fsdp':
-        wrap = wrap or fsdp_wrap(r, n, model_config=cfg)[0]
+        wrap = wrap or fsdp_wrap(r)[0]
         return fsdp_estimate(cfg, n, offload=r.distributed.offload, wrap=wrap, **kw)
     est = estimate_memory(cfg, **kw)
     if s == 'ddp' and n > 1:  # DDP's reducer all-reduces a flat copy of the trainable gradients
@@ -109,28 +115,14 @@ def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
     return est
 
 # %% ../nbs/55_distributed.ipynb #d36568de
-def _gpu_gb() -> float|None:
-    import torch
-    return torch.cuda.get_device_properties(0).total_memory / 1e9 if torch.cuda.is_available() else None
-
 def fsdp_wrap(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for the project's settings.ini
-              n_gpus:int=2, # GPUs the model is sharded over
-              gpu_gb:float|None=None, # memory of one GPU; default: this machine's first GPU
-              model_config=None, # default: the recipe's model config (`recipe_model_config`)
              ) -> tuple[str, str]:
-    "`(units, why)`: `distributed.fsdp_wrap`, where `auto` = `layers` when that estimate fits the GPU with 10% to spare, else `lora`"
+    "`(units, why)` for an FSDP run of `recipe`: `distributed.fsdp_wrap`, and what it costs"
     r = check_distributed(recipe)
     w = r.distributed.fsdp_wrap.strip().lower()
-    if w != 'auto': return w, f"distributed.fsdp_wrap = {w}"
-    gpu_gb = gpu_gb or _gpu_gb()
-    cfg = recipe_model_config(r) if model_config is None else model_config
-    if gpu_gb is None or cfg is None:
-        return 'lora', "fsdp_wrap = auto: no GPU or no model config to size against, so the smaller one (lora units)"
-    need = gpu_estimate(r, cfg, n_gpus, wrap='layers').peak_allocated_gb
-    if need <= 0.9 * gpu_gb:
-        return 'layers', f"fsdp_wrap = auto: layer units (fast) need ~{need:.1f} GB of this {gpu_gb:.0f} GB GPU"
-    return 'lora', (f"fsdp_wrap = auto: layer units would need ~{need:.1f} GB of {gpu_gb:.0f} GB, so one unit per LoRA matrix "
-                    "(less memory, slower steps)")
+    if w == 'layers': return w, ("fsdp_wrap = layers: decoder layers as FSDP units (faster steps, more memory: "
+                                 "gradients of the frozen 4-bit shards; no checkpoints while training)")
+    return w, "fsdp_wrap = lora: one FSDP unit per LoRA matrix (least memory; `--distributed.fsdp_wrap layers` for speed)"
 
 # %% ../nbs/55_distributed.ipynb #60bcec9c
 FSDP_QLORA = dict( # PEFT's FSDP+QLoRA guide, in accelerate 1.15's key names
@@ -167,7 +159,7 @@ def accelerate_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if not cpu and n == 1: cfg['gpu_ids'] = _first_gpu()  # one process sees one GPU
     if port is not None: cfg['main_process_port'] = int(port)
     if s == 'fsdp':
-        wrap = fsdp_wrap(r, n)[0]
+        wrap = fsdp_wrap(r)[0]
         cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload), fsdp_use_orig_params=wrap == 'layers')
     return cfg
 
@@ -268,7 +260,7 @@ def launch(recipe:str=None, # recipe ini file (default: the project's settings.i
     if dry_run: print(p.text()); return 0
     n, s = p.config['num_processes'], p.recipe.distributed.strategy
     note = f" (distributed.strategy = {s}: one process; `--distributed.strategy ddp` starts one per GPU)" if s == 'none' else ''
-    if s == 'fsdp': note = f" ({fsdp_wrap(p.recipe, n)[1]})"
+    if s == 'fsdp': note = f" ({fsdp_wrap(p.recipe)[1]})"
     print(f"qlora-nb launch: {n} process{'es' if n > 1 else ''}, {p.config['distributed_type']}{note}; config {p.config_path}\n"
           f"  {shlex.join(p.command)}", file=sys.stderr, flush=True)
     return p.run()

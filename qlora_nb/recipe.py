@@ -98,7 +98,7 @@ class DistributedSection:
     strategy:str = 'none' # none (one process), ddp (data parallel) or fsdp (sharded QLoRA)
     num_processes:int = 0 # processes to launch; 0 = one per visible GPU
     offload:bool = False # FSDP: offload parameters to CPU memory
-    fsdp_wrap:str = 'auto' # FSDP units: layers (fast; + fp32 gradients of the frozen shards), lora (peft's: least memory), auto
+    fsdp_wrap:str = 'lora' # FSDP units: lora (peft's: least memory), layers (faster; more memory; no mid-run checkpoints)
 
 @dataclass
 class OutputSection:

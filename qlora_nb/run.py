@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from fastcore.basics import patch
 from transformers import AutoConfig, AutoTokenizer
+from safetensors.torch import load_file
 from .recipe import QloraError, Recipe, read_recipe, write_recipe
 from .data import detect_format, load_data, prompt_style
 from .model import resolve_model_path, setup_tokenizer
@@ -21,7 +22,7 @@ __all__ = ['CHECKPOINT_FILES', 'FSDP_DIRS', 'TRAINING_WORK', 'RESUME_SAFE', 'Run
            'lock_holder', 'check_output', 'run_lock', 'file_problem', 'dcp_problem', 'checkpoint_problems',
            'checkpoints', 'pick_checkpoint', 'last_checkpoint', 'set_aside_incomplete', 'describe_work', 'prepare_work',
            'replace_finished', 'weights_fingerprint', 'tokenizer_fingerprint', 'base_identity', 'data_fingerprint',
-           'start_provenance', 'check_resume', 'check_adapter', 'check_base', 'read_run']
+           'start_provenance', 'check_resume', 'check_adapter', 'check_base', 'adapter_weights_problem', 'read_run']
 
 # %% ../nbs/48_run.ipynb #31f9f361
 @dataclass
@@ -405,6 +406,19 @@ def check_base(run:Run|str|Path, # a run (or its directory)
         if not allow_other_base: raise QloraError(msg)
         warnings.warn(msg)
     return now
+
+# %% ../nbs/48_run.ipynb #ecfe380e
+def adapter_weights_problem(adapter_dir:str|Path, # a saved adapter (adapter_model.safetensors)
+                           ) -> str|None:
+    "Why the trained adapter in `adapter_dir` holds no training (no tensors, empty tensors, every LoRA B zero), or None"
+    f = Path(adapter_dir)/'adapter_model.safetensors'
+    if not f.exists(): return None  # .bin adapters: not checked
+    sd = load_file(str(f))
+    if not sd: return 'it holds no tensors'
+    if empty := [k for k, v in sd.items() if v.numel() == 0]: return f'`{empty[0]}` is empty ({len(empty)} empty tensors)'
+    bs = [v for k, v in sd.items() if 'lora_B' in k]
+    if bs and all(not v.any() for v in bs): return f'all {len(bs)} LoRA B matrices are zero, as before training'
+    return None
 
 # %% ../nbs/48_run.ipynb #dd59ae77
 def read_run(run_dir:str|Path, # a run directory written by `finetune` (runs/<name>)

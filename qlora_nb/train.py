@@ -6,7 +6,8 @@ Docs: https://qlora-nb.github.io/qlora_nb/train.html.md"""
 
 # %% ../nbs/50_train.ipynb #5058b1db
 from __future__ import annotations
-import contextlib, dataclasses, difflib, functools, importlib.util, json, math, os, resource, shutil, sys, time, warnings
+import contextlib, copy, dataclasses, difflib, functools, importlib.util, json, math, os, re, resource, shutil, sys, time, warnings
+from safetensors.torch import save_file
 from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
@@ -30,7 +31,7 @@ from .packing import check_packing
 from .model import load_model, load_tokenizer, resolve_model_path
 from .unsloth import load_unsloth, unsloth_available
 from .memory import advise, auto_fit, estimate_recipe, fits
-from .run import (Run, base_identity, check_resume, data_fingerprint, last_checkpoint, pick_checkpoint, prepare_work,
+from .run import (Run, adapter_weights_problem, base_identity, check_resume, data_fingerprint, last_checkpoint, pick_checkpoint, prepare_work,
                           read_summary, replace_finished, run_lock, set_aside_incomplete, start_provenance, write_trained_recipe)
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 import matplotlib.pyplot as plt
@@ -38,8 +39,8 @@ import matplotlib.pyplot as plt
 # %% auto #0
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
            'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
-           'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'build_trainer', 'run_rows', 'save_run',
-           'resume_hint', 'finetune']
+           'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'build_trainer', 'adapter_state_dict',
+           'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
 
 # %% ../nbs/50_train.ipynb #0dd9df11
 NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
@@ -361,6 +362,29 @@ def build_trainer(plan:Plan, # from `plan_run`
         trainer.model.load_adapter = functools.partial(trainer.model.load_adapter, autocast_adapter_dtype=False)
     return trainer
 
+# %% ../nbs/50_train.ipynb #d5dcb00d
+def adapter_state_dict(full:dict, # a full state dict of the peft model (FSDP-gathered, or `model.state_dict()`)
+                       adapter:str='default', # the adapter's name
+                      ) -> dict:
+    "The adapter's tensors from `full`, named as peft saves them (`....lora_A.weight`, no adapter name)"
+    return {re.sub(rf'\.{adapter}(?=\.|$)', '', k): v for k, v in full.items()
+            if ('lora_' in k) and re.search(rf'\.{adapter}(\.|$)', k)}
+
+def save_adapter(model, # the trained peft model (unwrapped)
+                 adapter_dir:Path, # where adapter_model.safetensors and adapter_config.json go
+                 state_dict:dict|None=None, # FSDP: the gathered full state dict (rank 0)
+                ):
+    "peft's `save_pretrained`, or, from an FSDP-gathered state dict, the same two files written directly"
+    if state_dict is None: return model.save_pretrained(adapter_dir, safe_serialization=True)
+    # peft's own filter finds no adapter keys in an FSDP-gathered dict (measured on peft 0.21: 0 of 49 keys kept),
+    # so the adapter's tensors are picked by name here and written in peft's format
+    name = model.active_adapter
+    Path(adapter_dir).mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state_dict(state_dict, name).items()},
+              str(Path(adapter_dir)/'adapter_model.safetensors'), metadata={'format': 'pt'})
+    cfg = copy.deepcopy(model.peft_config[name]); cfg.inference_mode = True
+    cfg.save_pretrained(adapter_dir)
+
 # %% ../nbs/50_train.ipynb #c590df2a
 def run_rows(work:Run) -> list[dict]:
     "The log rows of a whole run across resumes, without the rows of steps a later segment redid after its checkpoint"
@@ -377,7 +401,11 @@ def _mean_loss(losses:list) -> float|None:
 def save_run(plan:Plan, trainer, train_output, seconds:float, data=None, state_dict=None) -> Path:
     "Write adapter, tokenizer, recipe, environment and a whole-run summary into the work directory, then rename it into place"
     work = plan.run.work
-    trainer.model.save_pretrained(work.adapter_dir, safe_serialization=True, state_dict=state_dict)
+    save_adapter(trainer.accelerator.unwrap_model(trainer.model), work.adapter_dir, state_dict)
+    lrs = [r.get('learning_rate', 0) for r in trainer.state.log_history]
+    if trainer.state.global_step >= 3 and max(lrs, default=0) > 0 and (why := adapter_weights_problem(work.adapter_dir)):
+        raise QloraError(f"The adapter just written to `{work.adapter_dir}` holds no training: {why}. The run is kept in "
+                         f"`{work.path}` (checkpoints included); this is a bug in how the weights were gathered, please report it.")
     save_template(trainer.processing_class, work.tokenizer_dir, template=plan.recipe.data.template)  # + the prompt template
     write_trained_recipe(work, plan.recipe, data)
     work.write_env(env_report(probe=False))

@@ -1,7 +1,7 @@
 """Multi-GPU scaling through the user path: 1 GPU (`qlora-nb train`), DDP x2 and FSDP x2 (`qlora-nb launch`).
 
-    python scripts/bench_distributed.py --out nbs/bench/multigpu_results.json [--rows one,ddp2,fsdp2] [--data real|syn2048]
-    python scripts/bench_distributed.py --rows fsdp2_32b --steps 6      # the biggest model: 32B-class Llama, FSDP on 2 GPUs
+    python scripts/bench_distributed.py --out nbs/bench/multigpu_results.json [--rows one,ddp2,fsdp2_lora,fsdp2_layers] [--data real|syn2048]
+    python scripts/bench_distributed.py --rows fsdp2_32b --steps 6 --append   # the biggest model: 32B-class Llama, FSDP on 2 GPUs
 
 Builds the model from its config with random weights (Mistral-7B-v0.1, or a 32B-class Llama: 64 layers, hidden 5120,
 MLP 27648, GQA 40/8 heads) and a word-level tokenizer (bench_gpu.build_checkpoint), saves it to /tmp, and loads it
@@ -12,7 +12,7 @@ the user types (one process with `CUDA_VISIBLE_DEVICES=0`, as the one-process gu
 Reads tokens/s (median per-step rate after the warm-up steps, all GPUs' non-padding tokens), the median step time, and
 rank 0's peak memory from the run directory, and puts `gpu_estimate` of the same recipe beside it.
 
-FSDP rows differ by `distributed.fsdp_wrap` (auto/layers: decoder layers as units; lora: peft's unit per LoRA matrix).
+FSDP rows differ by `distributed.fsdp_wrap` (lora: peft's unit per LoRA matrix; layers: decoder layers as units).
 `--append` adds the rows to an existing results file (replacing rows of the same key), so that rows measured in
 separate calls on the same machine kind form one table. Benchmark code, outside the library.
 """
@@ -27,12 +27,12 @@ LLAMA_32B = dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64
                  num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096, tie_word_embeddings=False,
                  rms_norm_eps=1e-5, rope_theta=1e6)   # Qwen2.5-32B's shape without biases, Llama's 32k vocabulary: 32.5B params
 ROWS = { # name -> (label, strategy, processes, distributed.fsdp_wrap, model)
-    'one_upcast': ('1 GPU, fp32 upcast', 'none', 1, 'auto', '7b'), 'one': ('1 GPU', 'none', 1, 'auto', '7b'),
-    'ddp2': ('DDP x2', 'ddp', 2, 'auto', '7b'),
-    'fsdp2': ('FSDP x2 (auto: layer units)', 'fsdp', 2, 'auto', '7b'),
+    'one_upcast': ('1 GPU, fp32 upcast', 'none', 1, 'lora', '7b'), 'one': ('1 GPU', 'none', 1, 'lora', '7b'),
+    'ddp2': ('DDP x2', 'ddp', 2, 'lora', '7b'),
     'fsdp2_lora': ('FSDP x2, LoRA units', 'fsdp', 2, 'lora', '7b'),
-    'fsdp2_32b': ('FSDP x2, 32B-class', 'fsdp', 2, 'auto', '32b'),
-    'fsdp2_32b_lora': ('FSDP x2, 32B-class, LoRA units', 'fsdp', 2, 'lora', '32b')}
+    'fsdp2_layers': ('FSDP x2, layer units', 'fsdp', 2, 'layers', '7b'),
+    'fsdp2_32b': ('FSDP x2, 32B-class, LoRA units', 'fsdp', 2, 'lora', '32b'),
+    'fsdp2_32b_layers': ('FSDP x2, 32B-class, layer units', 'fsdp', 2, 'layers', '32b')}
 
 def write_data(path:Path, kind:str, vocab:int, seq_len:int=2048) -> Path:
     "JSONL rows: `real` (prompt/completion, real-length distribution) or `syn2048` (rows of exactly seq_len tokens)"
@@ -74,7 +74,7 @@ def measure(key:str, over:dict, mdir, wall:float, warm:int=2) -> dict:
     est = gpu_estimate(r, str(mdir), n)
     peak, e = s['peak_mem_gb'], est.peak_allocated_gb
     return dict(name=label, key=key, strategy=strategy, n_gpus=n, model=model,
-                fsdp_wrap=fsdp_wrap(r, n, model_config=str(mdir))[0] if strategy == 'fsdp' else None, steps=s['steps'],
+                fsdp_wrap=fsdp_wrap(r)[0] if strategy == 'fsdp' else None, steps=s['steps'],
                 batch_per_gpu=r.training.batch_size, seq_len=r.data.max_length, packing=r.data.packing,
                 tokens_per_s=round(statistics.median(rates), 1), tokens_per_s_per_gpu=round(statistics.median(rates) / n, 1),
                 step_s=round(statistics.median(steps), 3), peak_gb_per_gpu=round(peak, 3), estimate_gb_per_gpu=round(e, 3),
@@ -98,7 +98,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--out', default='nbs/bench/multigpu_results.json')
     ap.add_argument('--work', default='/tmp/qlora-mg')
-    ap.add_argument('--rows', default='one,ddp2,fsdp2')
+    ap.add_argument('--rows', default='one,ddp2,fsdp2_lora,fsdp2_layers')
     ap.add_argument('--data', default='real', choices=['real', 'syn2048'])
     ap.add_argument('--steps', type=int, default=10)
     ap.add_argument('--batch', type=int, default=4)

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""FSDP on every visible GPU (one or more), through the user path: the shipped toy model trained by `qlora-nb launch`
+(`launch_plan(...).run()`), interrupted after its step-2 checkpoint (the finished run moved back to its work directory,
+checkpoint-4 and the summary removed), resumed with `--resume`, then merged with `merge_adapter(into='dequantized')`.
+Prints one JSON line per FSDP unit choice: the checkpoint's files (FSDP's sharded layout, with sizes), which checkpoint
+resume picks and why, the resumed step, the merge report; exits 1 when any check fails. `--no-resume` checks only the
+final adapter (saved, merged). Measured on one H200 (2026-12-01): the trainer's FSDP checkpoints hold an empty adapter
+shard, so resume skips them (see 55_distributed); layer units fail at the first checkpoint.
+
+    python scripts/fsdp_resume_check.py --wrap layers,lora
+"""
+import argparse, json, os, shutil, sys, tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+def check(wrap:str, resume:bool=True) -> dict:
+    import torch
+    from qlora_nb.distributed import fsdp_wrap, launch_plan
+    from qlora_nb.merge import merge_adapter
+    from qlora_nb.recipe import toy_recipe
+    from qlora_nb.run import Run, pick_checkpoint
+    tmp = Path(tempfile.mkdtemp())
+    r = toy_recipe(**{'distributed.strategy': 'fsdp', 'distributed.fsdp_wrap': wrap, 'quantization.compute_dtype': 'bfloat16',
+                      'quantization.quant_storage': 'bfloat16', 'training.max_steps': 4, 'training.save_steps': 2,
+                      'training.logging_steps': 1, 'training.batch_size': 8, 'training.optimizer': 'adamw_torch',
+                      'output.dir': str(tmp/'runs'), 'output.name': f'fsdp-{wrap}'})
+    env = {**os.environ, 'NCCL_NVLS_ENABLE': '0'}
+    plan = launch_plan(r)
+    out = dict(wrap=wrap, chosen=fsdp_wrap(r, plan.config['num_processes'])[0], gpus=torch.cuda.device_count(),
+               processes=plan.config['num_processes'], use_orig_params=plan.config['fsdp_config']['fsdp_use_orig_params'])
+    out['first_rc'] = plan.run(env)
+    run = Run.of(r)
+    from safetensors.torch import load_file
+    from qlora_nb.run import adapter_weights_problem
+    ad = run.adapter_dir if run.path.exists() else run.work.adapter_dir
+    if (ad/'adapter_model.safetensors').exists():
+        sd = load_file(str(ad/'adapter_model.safetensors'))
+        out['adapter'] = dict(tensors=len(sd), empty=sum(v.numel() == 0 for v in sd.values()), problem=adapter_weights_problem(ad),
+                              max_abs_B=max((v.abs().max().item() for k, v in sd.items() if 'lora_B' in k and v.numel()), default=None))
+    if out['first_rc']: return dict(out, ok=False, work=sorted(p.name for p in run.work.path.iterdir()) if run.work.path.exists() else None)
+    out['first_steps'] = run.summary()['steps']
+    if not resume:   # the final adapter only: merge it
+        merged = merge_adapter(str(run.path), into='dequantized')
+        row = next(x for x in json.loads((merged/'qlora_merge.json').read_text())['report']['rows'] if x['variant'].startswith('merged'))
+        return dict(out, effect_kept=row['effect_kept'], greedy_agreement=row['greedy_agreement'],
+                    ok=row['effect_kept'] > 0.95 and row['greedy_agreement'] > 0.95)
+    os.replace(run.path, run.work.path)                      # as if interrupted after step 2's checkpoint
+    ck4 = run.work.checkpoints_dir/'checkpoint-4'
+    out['checkpoint_files'] = {p.relative_to(ck4).as_posix(): p.stat().st_size for p in sorted(ck4.rglob('*')) if p.is_file()}
+    shutil.rmtree(ck4); run.work.summary_path.unlink()
+    ck, notes = pick_checkpoint(run.work)
+    out['picked'], out['pick_notes'] = ck.name if ck else None, notes
+    out['resume_rc'] = launch_plan(r, resume=True).run(env)
+    s = run.summary()
+    out.update(steps=s['steps'], resumed_from=s['resumed_from'], first_loss=s['first_loss'], final_loss=s['final_loss'])
+    merged = merge_adapter(str(run.path), into='dequantized')
+    rep = json.loads((merged/'qlora_merge.json').read_text())['report']
+    row = next(x for x in rep['rows'] if x['variant'].startswith('merged'))
+    out.update(effect_kept=row['effect_kept'], greedy_agreement=row['greedy_agreement'])
+    out['ok'] = (out['first_rc'] == 0 and out['resume_rc'] == 0 and out['steps'] == 4 and out['resumed_from'] == 'checkpoint-2'
+                 and row['effect_kept'] > 0.95 and row['greedy_agreement'] > 0.95)
+    return out
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--wrap', default='layers,lora', help='comma-separated distributed.fsdp_wrap values to check')
+    ap.add_argument('--no-resume', action='store_true', help='check the final adapter (saved, merged) without the resume part')
+    a = ap.parse_args()
+    ok = True
+    for w in a.wrap.split(','):
+        try: res = check(w.strip(), resume=not a.no_resume)
+        except Exception as e: res = dict(wrap=w, ok=False, error=repr(e)[:500])
+        ok &= res['ok']
+        print(json.dumps(res), flush=True)
+    sys.exit(0 if ok else 1)
+
+if __name__ == '__main__': main()
