@@ -44,11 +44,12 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if w not in FSDP_WRAPS:
         raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use lora (one FSDP unit per LoRA matrix: least memory) "
                          "or layers (decoder layers as units: faster).")
-    if s == 'fsdp' and w == 'layers' and not (0 < t.max_steps < t.save_steps):
-        raise QloraError("distributed.fsdp_wrap = layers cannot write checkpoints while training on this stack (FSDP1 with "
-                         "use_orig_params and 4-bit weights fails in the sharded save: an AssertionError at the first checkpoint). "
-                         f"Set training.max_steps and training.save_steps above it (now {t.max_steps} and {t.save_steps}), "
-                         "or use distributed.fsdp_wrap = lora.")
+    if s == 'fsdp' and w == 'layers':
+        warnings.warn("distributed.fsdp_wrap = layers is experimental: 1.11x DDP's step on 2 H200s (a 7B run that wrote its final "
+                      "checkpoint), but a one-GPU FSDP run of the toy model failed in FSDP's sharded save at its first checkpoint.")
+    if s == 'fsdp' and r.lora.bias.strip().lower() != 'none':
+        raise QloraError(f"lora.bias = {r.lora.bias} under FSDP: the adapter gathered from the shards is saved as LoRA matrices "
+                         "only, so trained biases would be lost. Set lora.bias = none, or train with ddp / one process.")
     if d.num_processes < 0: raise QloraError(f"distributed.num_processes = {d.num_processes} must be >= 0 (0 = one per visible GPU).")
     if d.offload and s != 'fsdp':
         raise QloraError(f"distributed.offload = true needs `distributed.strategy = fsdp` (CPU offload of sharded "
@@ -106,7 +107,7 @@ def gpu_estimate(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None
     kw, s = {**recipe_estimate_kwargs(r), **changes}, r.distributed.strategy.strip().lower()
     n = 1 if s == 'none' else n_gpus or r.distributed.num_processes or max(hardware().n_gpus, 1)
     if s == 'fsdp':
-        wrap = wrap or fsdp_wrap(r)[0]
+        wrap = (wrap or fsdp_wrap(r)[0]).strip().lower()
         return fsdp_estimate(cfg, n, offload=r.distributed.offload, wrap=wrap, **kw)
     est = estimate_memory(cfg, **kw)
     if s == 'ddp' and n > 1:  # DDP's reducer all-reduces a flat copy of the trainable gradients

@@ -115,19 +115,23 @@ def apply_liger(model:nn.Module, # a loaded Llama/Mistral-family model, possibly
 
 # %% ../nbs/40_model.ipynb #cbf2d192
 def _fused_lora_forward(self, x, *args, **kwargs):
-    "peft's LoRA forward as `addmm(base(x), A(dropout(x)), Bᵀ, alpha=scaling)`; peft's own forward for any other case"
+    "peft's LoRA forward as `addmm(base(x), A(dropout(x)), Bᵀ, alpha=scaling)` when dtypes allow; peft's own math otherwise"
     adapters = self.active_adapters
     if (self.disable_adapters or self.merged or kwargs.get('adapter_names') is not None or len(adapters) != 1
-        or adapters[0] not in self.lora_A or adapters[0] in self.lora_variant):
+        or adapters[0] not in self.lora_A or adapters[0] in self.lora_variant or self.lora_B[adapters[0]].bias is not None):
         return type(self).forward(self, x, *args, **kwargs)
     a = adapters[0]
-    A, B = self.lora_A[a], self.lora_B[a]
+    A, B, s = self.lora_A[a], self.lora_B[a], self.scaling[a]
     result = self.base_layer(x, *args, **kwargs)
-    if not torch.is_autocast_enabled(x.device.type) and not (x.dtype == A.weight.dtype == B.weight.dtype == result.dtype):
-        return type(self).forward(self, x, *args, **kwargs)  # mixed dtypes without autocast: peft casts; rare (not our recipes)
-    h = A(self.lora_dropout[a](x))
-    out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), B.weight.t(), alpha=self.scaling[a])
-    return out.view(result.shape)
+    auto = torch.is_autocast_enabled(x.device.type)
+    h = A(self.lora_dropout[a](x if auto else x.to(A.weight.dtype)))
+    # addmm computes in (and returns) the autocast dtype, or needs one dtype throughout: fuse only when that is the
+    # dtype peft's `result + lora` would have (e.g. not with peft's fp32 upcast, where the base output is float32)
+    if result.dtype == (torch.get_autocast_dtype(x.device.type) if auto else h.dtype) and (auto or B.weight.dtype == h.dtype):
+        out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), B.weight.t(), alpha=s)
+        return out.view(result.shape)
+    lora = B(h) * s   # peft's vanilla LoRA, as in its forward
+    return result + (lora if auto else lora.to(result.dtype))
 
 def fuse_lora(model:nn.Module, # a peft-wrapped model
              ) -> int:
@@ -138,7 +142,6 @@ def fuse_lora(model:nn.Module, # a peft-wrapped model
         if type(m) in classes and all(getattr(b, 'bias', None) is None for b in m.lora_B.values()):
             m.forward = _fused_lora_forward.__get__(m); n += 1
     return n
-
 
 # %% ../nbs/40_model.ipynb #881f8e26
 def compile_layers(model:nn.Module, # a transformers model, possibly 4-bit or peft-wrapped

@@ -334,6 +334,7 @@ def fsdp_layer_units():
     peft_update = hf_trainer.update_fsdp_plugin_peft  # sets peft's one-unit-per-LoRA-matrix policy and the quant-storage precision
     def update(model, accelerator):
         peft_update(model, accelerator)
+        if not accelerator.state.fsdp_plugin.use_orig_params: return   # LoRA units (fsdp_wrap = lora): peft's policy stays
         layers = {type(m) for m in model.modules() if isinstance(m, GradientCheckpointingLayer)}
         accelerator.state.fsdp_plugin.auto_wrap_policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
     update.qlora_nb = True
@@ -354,7 +355,11 @@ def build_trainer(plan:Plan, # from `plan_run`
                              processing_class=tok, callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
     plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
-    if plugin is not None and plugin.use_orig_params: fsdp_layer_units()  # distributed.fsdp_wrap = layers (55_distributed)
+    if plugin is not None and plan.recipe.distributed.fsdp_wrap.strip().lower() == 'layers':   # 55_distributed
+        if not plugin.use_orig_params:
+            raise QloraError("distributed.fsdp_wrap = layers needs FSDP's use_orig_params, which this accelerate config does not set. "
+                             "Start the run with `qlora-nb launch` (it writes the config), or set fsdp_use_orig_params: true.")
+        fsdp_layer_units()
     if plan.resume_from:
         # trl casts a quantized model's trainable params to bf16; resume loads the checkpoint through peft's
         # load_adapter, which would upcast them to fp32 and train the rest of the run in another dtype
@@ -367,8 +372,8 @@ def adapter_state_dict(full:dict, # a full state dict of the peft model (FSDP-ga
                        adapter:str='default', # the adapter's name
                       ) -> dict:
     "The adapter's tensors from `full`, named as peft saves them (`....lora_A.weight`, no adapter name)"
-    return {re.sub(rf'\.{adapter}(?=\.|$)', '', k): v for k, v in full.items()
-            if ('lora_' in k) and re.search(rf'\.{adapter}(\.|$)', k)}
+    seg = rf'(\.lora_[A-Za-z_]+)\.{re.escape(adapter)}(?=\.|$)'   # `.lora_A.default` -> `.lora_A`, nothing else renamed
+    return {re.sub(seg, r'\1', k): v for k, v in full.items() if re.search(seg, k)}
 
 def save_adapter(model, # the trained peft model (unwrapped)
                  adapter_dir:Path, # where adapter_model.safetensors and adapter_config.json go
@@ -403,7 +408,8 @@ def save_run(plan:Plan, trainer, train_output, seconds:float, data=None, state_d
     work = plan.run.work
     save_adapter(trainer.accelerator.unwrap_model(trainer.model), work.adapter_dir, state_dict)
     lrs = [r.get('learning_rate', 0) for r in trainer.state.log_history]
-    if trainer.state.global_step >= 3 and max(lrs, default=0) > 0 and (why := adapter_weights_problem(work.adapter_dir)):
+    # FSDP: the adapter was gathered from shards (a one-GPU check found peft's own save kept no tensors); check what was written
+    if state_dict is not None and trainer.state.global_step >= 3 and max(lrs, default=0) > 0 and (why := adapter_weights_problem(work.adapter_dir)):
         raise QloraError(f"The adapter just written to `{work.adapter_dir}` holds no training: {why}. The run is kept in "
                          f"`{work.path}` (checkpoints included); this is a bug in how the weights were gathered, please report it.")
     save_template(trainer.processing_class, work.tokenizer_dir, template=plan.recipe.data.template)  # + the prompt template

@@ -28,7 +28,7 @@ def check(wrap:str, resume:bool=True) -> dict:
                       'output.dir': str(tmp/'runs'), 'output.name': f'fsdp-{wrap}'})
     env = {**os.environ, 'NCCL_NVLS_ENABLE': '0'}
     plan = launch_plan(r)
-    out = dict(wrap=wrap, chosen=fsdp_wrap(r, plan.config['num_processes'])[0], gpus=torch.cuda.device_count(),
+    out = dict(wrap=wrap, chosen=fsdp_wrap(r)[0], gpus=torch.cuda.device_count(),
                processes=plan.config['num_processes'], use_orig_params=plan.config['fsdp_config']['fsdp_use_orig_params'])
     out['first_rc'] = plan.run(env)
     run = Run.of(r)
