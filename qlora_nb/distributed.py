@@ -45,8 +45,12 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
         raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use lora (one FSDP unit per LoRA matrix: least memory) "
                          "or layers (decoder layers as units: faster).")
     if s == 'fsdp' and w == 'layers':
-        warnings.warn("distributed.fsdp_wrap = layers is experimental: 1.11x DDP's step on 2 H200s (a 7B run that wrote its final "
-                      "checkpoint), but a one-GPU FSDP run of the toy model failed in FSDP's sharded save at its first checkpoint.")
+        if t.max_steps <= 0 or t.save_steps < t.max_steps:   # a checkpoint before the end
+            raise QloraError(f"distributed.fsdp_wrap = layers cannot save checkpoints while training (training.save_steps = "
+                             f"{t.save_steps}, max_steps = {t.max_steps}): after FSDP's sharded save of decoder-layer units the next "
+                             "step fails (`as_params=True`, measured on an H200). Set training.max_steps and a larger "
+                             "training.save_steps (the adapter is still saved at the end), or use distributed.fsdp_wrap = lora.")
+        warnings.warn("distributed.fsdp_wrap = layers is experimental: 1.11x DDP's step on 2 H200s, no checkpoints before the end.")
     if s == 'fsdp' and r.lora.bias.strip().lower() != 'none':
         raise QloraError(f"lora.bias = {r.lora.bias} under FSDP: the adapter gathered from the shards is saved as LoRA matrices "
                          "only, so trained biases would be lost. Set lora.bias = none, or train with ddp / one process.")

@@ -195,7 +195,7 @@ def checkpoint_problems(ck:Path, # a `checkpoint-N` directory
     rng = sorted(ck.glob('rng_state*.pth')) or [ck/'rng_state.pth']
     sharded = {f: d for d, f in FSDP_DIRS.items() if (ck/d).is_dir()}
     files = [f for f in [weights, *[ck/n for n in CHECKPOINT_FILES], *rng]
-             if f.name not in sharded and not (sharded and f.name == 'adapter_config.json')]
+             if f.name not in sharded and not (sharded and f.name in ('adapter_config.json', 'training_args.bin'))]
     probs = [p for p in [*(dcp_problem(ck/d) for d in sharded.values()), *(file_problem(f) for f in files)] if p]
     if not probs:
         step = json.loads((ck/'trainer_state.json').read_text()).get('global_step')

@@ -23,6 +23,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 import transformers.trainer as hf_trainer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+import logging, peft
+import peft.tuners.tuners_utils as peft_tuners
+from torch.distributed.checkpoint.state_dict import _init_optim_state
 from .recipe import QloraError, Recipe, check_choice, load_recipe, toy_recipe
 from .env import Hardware, env_report
 from .settings import VARLEN, Settings, resolve, check_one_process
@@ -39,8 +43,8 @@ import matplotlib.pyplot as plt
 # %% auto #0
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
            'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
-           'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'build_trainer', 'adapter_state_dict',
-           'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
+           'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'fsdp_peft_names', 'fsdp_optimizer_resume',
+           'build_trainer', 'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
 
 # %% ../nbs/50_train.ipynb #0dd9df11
 NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
@@ -340,6 +344,34 @@ def fsdp_layer_units():
     update.qlora_nb = True
     hf_trainer.update_fsdp_plugin_peft = update
 
+# %% ../nbs/50_train.ipynb #ea4bef6c
+def fsdp_peft_names():
+    "Let peft find the adapter of an FSDP-wrapped model (checkpoints, resume, the final save): by the names its state dicts use"
+    if getattr(peft.set_peft_model_state_dict, 'qlora_nb', False): return
+    prefixes, set_state = peft_tuners._get_tuner_state_dict_key_prefixes, peft.set_peft_model_state_dict
+    def names(model, adapter_name=None):   # peft drops a leading `_fsdp_wrapped_module.`, not those of nested FSDP units
+        return {p.replace('_fsdp_wrapped_module.', '') for p in prefixes(model, adapter_name)}
+    def load(model, *args, **kwargs):      # on the FSDP root, peft sees no `base_model.model.` parameter and strips that prefix
+        fsdp_log = logging.getLogger('torch.distributed.fsdp._state_dict_utils')
+        level, _ = fsdp_log.level, fsdp_log.setLevel(logging.ERROR)   # one warning per base weight an adapter load leaves alone
+        try: return set_state(model.module if isinstance(model, FSDP) else model, *args, **kwargs)
+        finally: fsdp_log.setLevel(level)
+    names.qlora_nb = load.qlora_nb = True
+    peft_tuners._get_tuner_state_dict_key_prefixes, peft.set_peft_model_state_dict = names, load
+
+def fsdp_optimizer_resume():
+    "Make the trainer's FSDP resume restore the optimizer state (moments, step counts), not start it afresh"
+    if getattr(hf_trainer.load_fsdp_optimizer, 'qlora_nb', False): return
+    load_optimizer = hf_trainer.load_fsdp_optimizer
+    def load(fsdp_plugin, accelerator, optimizer, *args, **kwargs):
+        # accelerate loads the checkpoint into a template taken from this optimizer, which has no state before its first
+        # step, so nothing was restored; torch's own state-dict API creates the state first (a step with zero grads, lr 0)
+        _init_optim_state(getattr(optimizer, 'optimizer', optimizer))
+        return load_optimizer(fsdp_plugin, accelerator, optimizer, *args, **kwargs)
+    load.qlora_nb = True
+    hf_trainer.load_fsdp_optimizer = load
+
+
 # %% ../nbs/50_train.ipynb #90f0628e
 def build_trainer(plan:Plan, # from `plan_run`
                   model, # the model to train (`load_model` or `load_unsloth`)
@@ -355,6 +387,7 @@ def build_trainer(plan:Plan, # from `plan_run`
                              processing_class=tok, callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
     plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
+    if plugin is not None: fsdp_peft_names(); fsdp_optimizer_resume()   # FSDP checkpoints that resume (adapter, optimizer)
     if plugin is not None and plan.recipe.distributed.fsdp_wrap.strip().lower() == 'layers':   # 55_distributed
         if not plugin.use_orig_params:
             raise QloraError("distributed.fsdp_wrap = layers needs FSDP's use_orig_params, which this accelerate config does not set. "
@@ -368,27 +401,14 @@ def build_trainer(plan:Plan, # from `plan_run`
     return trainer
 
 # %% ../nbs/50_train.ipynb #d5dcb00d
-def adapter_state_dict(full:dict, # a full state dict of the peft model (FSDP-gathered, or `model.state_dict()`)
-                       adapter:str='default', # the adapter's name
-                      ) -> dict:
-    "The adapter's tensors from `full`, named as peft saves them (`....lora_A.weight`, no adapter name)"
-    seg = rf'(\.lora_[A-Za-z_]+)\.{re.escape(adapter)}(?=\.|$)'   # `.lora_A.default` -> `.lora_A`, nothing else renamed
-    return {re.sub(seg, r'\1', k): v for k, v in full.items() if re.search(seg, k)}
-
 def save_adapter(model, # the trained peft model (unwrapped)
                  adapter_dir:Path, # where adapter_model.safetensors and adapter_config.json go
                  state_dict:dict|None=None, # FSDP: the gathered full state dict (rank 0)
                 ):
-    "peft's `save_pretrained`, or, from an FSDP-gathered state dict, the same two files written directly"
-    if state_dict is None: return model.save_pretrained(adapter_dir, safe_serialization=True)
-    # peft's own filter finds no adapter keys in an FSDP-gathered dict (measured on peft 0.21: 0 of 49 keys kept),
-    # so the adapter's tensors are picked by name here and written in peft's format
-    name = model.active_adapter
-    Path(adapter_dir).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state_dict(state_dict, name).items()},
-              str(Path(adapter_dir)/'adapter_model.safetensors'), metadata={'format': 'pt'})
-    cfg = copy.deepcopy(model.peft_config[name]); cfg.inference_mode = True
-    cfg.save_pretrained(adapter_dir)
+    "peft's `save_pretrained`; under FSDP from the gathered state dict, with peft given the names it holds (`fsdp_peft_names`)"
+    if state_dict is not None: fsdp_peft_names()
+    model.save_pretrained(adapter_dir, state_dict=state_dict, safe_serialization=True)
+
 
 # %% ../nbs/50_train.ipynb #c590df2a
 def run_rows(work:Run) -> list[dict]:

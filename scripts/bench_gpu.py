@@ -33,6 +33,9 @@ CONFIGS = {
     'real_packed_fast_d0':     ('real', {**FAST, **PACK, 'lora.dropout': 0.0}, 'real_packed_fast_d0_peft'),
     'real_packed_fast_d0_peft': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.fused_lora': False}, None),  # peft's LoRA forward
     'real_packed_fast_d0_a8':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_8bit'}, 'real_packed_fast_d0'),
+    'real_packed_fast_d0_tf':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, 'real_packed_fast_d0'),
+    'real_packed_fast_d0_nockpt': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.gradient_checkpointing': False,
+                                            'training.activation_offloading': False}, 'real_packed_fast_d0'),  # the ceiling without recompute
     'real_packed_fast_d0_b5':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.batch_size': 5}, 'real_packed_fast_d0'),
     'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,

@@ -4,10 +4,12 @@
 checkpoint-4 and the summary removed), resumed with `--resume`, then merged with `merge_adapter(into='dequantized')`.
 Prints one JSON line per FSDP unit choice: the checkpoint's files (FSDP's sharded layout, with sizes), which checkpoint
 resume picks and why, the resumed step, the merge report; exits 1 when any check fails. `--no-resume` checks only the
-final adapter (saved, merged). Measured on one H200 (2026-12-01): the trainer's FSDP checkpoints hold an empty adapter
-shard, so resume skips them (see 55_distributed); layer units fail at the first checkpoint.
+final adapter (saved, merged). The resumed run's adapter is compared with the uninterrupted run's (`drift`, against the
+largest LoRA B entry `moved`). Before `fsdp_peft_names` (2026-12-01, one H200) the trainer's FSDP checkpoints held an
+empty adapter shard and AdamW restarted from zero moments; layer units fail in the step after a sharded checkpoint
+(`check_distributed` now refuses them with checkpoints before the end).
 
-    python scripts/fsdp_resume_check.py --wrap layers,lora
+    python scripts/fsdp_resume_check.py --wrap lora
 """
 import argparse, json, os, shutil, sys, tempfile
 from pathlib import Path
@@ -41,11 +43,13 @@ def check(wrap:str, resume:bool=True) -> dict:
                               max_abs_B=max((v.abs().max().item() for k, v in sd.items() if 'lora_B' in k and v.numel()), default=None))
     if out['first_rc']: return dict(out, ok=False, work=sorted(p.name for p in run.work.path.iterdir()) if run.work.path.exists() else None)
     out['first_steps'] = run.summary()['steps']
+    out['losses_whole'] = [round(x['loss'], 4) for x in run.log() if 'loss' in x]
     if not resume:   # the final adapter only: merge it
         merged = merge_adapter(str(run.path), into='dequantized')
         row = next(x for x in json.loads((merged/'qlora_merge.json').read_text())['report']['rows'] if x['variant'].startswith('merged'))
         return dict(out, effect_kept=row['effect_kept'], greedy_agreement=row['greedy_agreement'],
                     ok=row['effect_kept'] > 0.95 and row['greedy_agreement'] > 0.95)
+    whole = load_file(str(run.adapter_dir/'adapter_model.safetensors'))
     os.replace(run.path, run.work.path)                      # as if interrupted after step 2's checkpoint
     ck4 = run.work.checkpoints_dir/'checkpoint-4'
     out['checkpoint_files'] = {p.relative_to(ck4).as_posix(): p.stat().st_size for p in sorted(ck4.rglob('*')) if p.is_file()}
@@ -54,18 +58,23 @@ def check(wrap:str, resume:bool=True) -> dict:
     out['picked'], out['pick_notes'] = ck.name if ck else None, notes
     out['resume_rc'] = launch_plan(r, resume=True).run(env)
     s = run.summary()
+    out['losses_resumed'] = [(x['step'], round(x['loss'], 4)) for x in run.log() if 'loss' in x]
     out.update(steps=s['steps'], resumed_from=s['resumed_from'], first_loss=s['first_loss'], final_loss=s['final_loss'])
+    resumed = load_file(str(run.adapter_dir/'adapter_model.safetensors'))
+    out['moved'] = max(whole[k].float().abs().max().item() for k in whole if 'lora_B' in k)
+    out['drift'] = max((resumed[k].float() - whole[k].float()).abs().max().item() for k in whole) if sorted(resumed) == sorted(whole) else None
     merged = merge_adapter(str(run.path), into='dequantized')
     rep = json.loads((merged/'qlora_merge.json').read_text())['report']
     row = next(x for x in rep['rows'] if x['variant'].startswith('merged'))
     out.update(effect_kept=row['effect_kept'], greedy_agreement=row['greedy_agreement'])
     out['ok'] = (out['first_rc'] == 0 and out['resume_rc'] == 0 and out['steps'] == 4 and out['resumed_from'] == 'checkpoint-2'
+                 and out['drift'] is not None and out['drift'] < 0.05 * out['moved']
                  and row['effect_kept'] > 0.95 and row['greedy_agreement'] > 0.95)
     return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--wrap', default='layers,lora', help='comma-separated distributed.fsdp_wrap values to check')
+    ap.add_argument('--wrap', default='lora', help='comma-separated distributed.fsdp_wrap values to check')
     ap.add_argument('--no-resume', action='store_true', help='check the final adapter (saved, merged) without the resume part')
     a = ap.parse_args()
     ok = True
