@@ -14,7 +14,7 @@ from .recipe import QloraError, Recipe, load_recipe, write_recipe
 from .settings import parse_dtype
 from .arch import cfg_value, resolve_config
 from .memory import MemoryEstimate, estimate_memory, recipe_estimate_kwargs, recipe_model_config
-from .run import Run
+from .run import Run, fsdp_checkpoint_problem
 import yaml
 
 # %% auto #0
@@ -40,16 +40,12 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if s not in STRATEGIES:
         raise QloraError(f"distributed.strategy = {d.strategy!r} is not a strategy. Use none (one process), "
                          "ddp (data parallel) or fsdp (sharded QLoRA).")
-    w, t = d.fsdp_wrap.strip().lower(), r.training
+    w = d.fsdp_wrap.strip().lower()
     if w not in FSDP_WRAPS:
         raise QloraError(f"distributed.fsdp_wrap = {d.fsdp_wrap!r}; use lora (one FSDP unit per LoRA matrix: least memory) "
                          "or layers (decoder layers as units: faster).")
+    if s == 'fsdp' and (why := fsdp_checkpoint_problem(r)): raise QloraError(why)   # 48_run; with the data's step count in plan_run
     if s == 'fsdp' and w == 'layers':
-        if t.max_steps <= 0 or t.save_steps < t.max_steps:   # a checkpoint before the end
-            raise QloraError(f"distributed.fsdp_wrap = layers cannot save checkpoints while training (training.save_steps = "
-                             f"{t.save_steps}, max_steps = {t.max_steps}): after FSDP's sharded save of decoder-layer units the next "
-                             "step fails (`as_params=True`, measured on an H200). Set training.max_steps and a larger "
-                             "training.save_steps (the adapter is still saved at the end), or use distributed.fsdp_wrap = lora.")
         warnings.warn("distributed.fsdp_wrap = layers is experimental: 1.11x DDP's step on 2 H200s, no checkpoints before the end.")
     if s == 'fsdp' and r.lora.bias.strip().lower() != 'none':
         raise QloraError(f"lora.bias = {r.lora.bias} under FSDP: the adapter gathered from the shards is saved as LoRA matrices "
@@ -66,9 +62,6 @@ def check_distributed(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
             raise QloraError(f"FSDP with 4-bit weights needs quantization.quant_storage = compute dtype ({compute}), "
                              f"got {q.quant_storage or 'uint8 (the default)'}: FSDP shards only floating-point tensors of one dtype. "
                              f"Set `quantization.quant_storage = {compute}`.")
-        if r.training.optimizer.startswith('paged'):
-            warnings.warn(f"training.optimizer = {r.training.optimizer} under FSDP+QLoRA fails when a checkpoint is saved "
-                          "(PEFT's FSDP guide, caveat 4). Use `training.optimizer = adamw_torch` or keep save_steps above max_steps.")
     return r
 
 # %% ../nbs/55_distributed.ipynb #d75f40eb

@@ -16,13 +16,15 @@ from safetensors.torch import load_file
 from .recipe import QloraError, Recipe, read_recipe, write_recipe
 from .data import detect_format, load_data, prompt_style
 from .model import resolve_model_path, setup_tokenizer
+from .memory import TORCH_OPTIMIZERS
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FILES', 'FSDP_DIRS', 'TRAINING_WORK', 'RESUME_SAFE', 'Run', 'write_trained_recipe', 'read_summary',
            'lock_holder', 'check_output', 'run_lock', 'file_problem', 'dcp_problem', 'checkpoint_problems',
-           'checkpoints', 'pick_checkpoint', 'last_checkpoint', 'set_aside_incomplete', 'describe_work', 'prepare_work',
-           'replace_finished', 'weights_fingerprint', 'tokenizer_fingerprint', 'base_identity', 'data_fingerprint',
-           'start_provenance', 'check_resume', 'check_adapter', 'check_base', 'adapter_weights_problem', 'read_run']
+           'checkpoints', 'pick_checkpoint', 'last_checkpoint', 'set_aside_incomplete', 'fsdp_checkpoint_problem',
+           'describe_work', 'prepare_work', 'replace_finished', 'weights_fingerprint', 'tokenizer_fingerprint',
+           'base_identity', 'data_fingerprint', 'start_provenance', 'check_resume', 'check_adapter', 'check_base',
+           'adapter_weights_problem', 'read_run']
 
 # %% ../nbs/48_run.ipynb #31f9f361
 @dataclass
@@ -229,6 +231,26 @@ def set_aside_incomplete(run:Run, keep:Path|None) -> list[Path]:
         if int(ck.name.split('-')[-1]) > n:
             dest = ck.with_name(f"incomplete-{ck.name.split('-')[-1]}.{_stamp()}"); os.replace(ck, dest); moved.append(dest)
     return moved
+
+# %% ../nbs/48_run.ipynb #b296dd70
+def fsdp_checkpoint_problem(recipe:Recipe, # the run's recipe
+                            steps:int|None=None, # the run's optimizer steps when known (default: `training.max_steps`, if set)
+                           ) -> str|None:
+    "Why checkpoints written before the end of an FSDP run of `recipe` would break the run or not resume; None if fine"
+    t, n = recipe.training, steps if steps is not None else recipe.training.max_steps
+    if n <= 0 or t.save_steps >= n: return None   # steps unknown yet (epochs), or no checkpoint before the end
+    end = f"or set training.save_steps to {n} or more (the adapter is still saved at the end)"
+    if recipe.distributed.fsdp_wrap.strip().lower() == 'layers':
+        return (f"distributed.fsdp_wrap = layers cannot save checkpoints during training (save_steps {t.save_steps}, {n} steps): "
+                f"after FSDP's sharded save of decoder-layer units the next step fails (`as_params=True`, measured on an H200). "
+                f"Use distributed.fsdp_wrap = lora, {end}.")
+    if t.optimizer not in TORCH_OPTIMIZERS:
+        return (f"training.optimizer = {t.optimizer} under FSDP cannot resume from its checkpoints: FSDP's optimizer checkpoint "
+                f"does not take bitsandbytes' state (saving fails for paged optimizers, PEFT's FSDP guide; loading fails for 8-bit "
+                f"ones, a CPU check in 50_train). Use training.optimizer = adamw_torch "
+                f"(or adamw_torch_fused), {end}.")
+    return None
+
 
 # %% ../nbs/48_run.ipynb #cd53b02b
 TRAINING_WORK = ('checkpoints', 'log.jsonl', 'provenance.json', 'adapter', 'summary.json') # a work dir holding any of these holds training

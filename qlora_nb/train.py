@@ -26,7 +26,8 @@ from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 import logging, peft
 import peft.tuners.tuners_utils as peft_tuners
-from torch.distributed.checkpoint.state_dict import _init_optim_state
+try: from torch.distributed.checkpoint.state_dict import _init_optim_state   # private in torch 2.11-2.13: used only when resuming FSDP
+except ImportError: _init_optim_state = None
 from .recipe import QloraError, Recipe, check_choice, load_recipe, toy_recipe
 from .env import Hardware, env_report
 from .settings import VARLEN, Settings, resolve, check_one_process
@@ -35,7 +36,7 @@ from .packing import check_packing
 from .model import load_model, load_tokenizer, resolve_model_path
 from .unsloth import load_unsloth, unsloth_available
 from .memory import advise, auto_fit, estimate_recipe, fits
-from .run import (Run, adapter_weights_problem, base_identity, check_resume, data_fingerprint, last_checkpoint, pick_checkpoint, prepare_work,
+from .run import (Run, adapter_weights_problem, base_identity, check_resume, data_fingerprint, fsdp_checkpoint_problem, last_checkpoint, pick_checkpoint, prepare_work,
                           read_summary, replace_finished, run_lock, set_aside_incomplete, start_provenance, write_trained_recipe)
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 import matplotlib.pyplot as plt
@@ -324,6 +325,7 @@ def plan_run(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for
         memory_preflight(r, cfg)
     train, ev = get_data(r, tok, data)
     args = sft_config(r, run.work.checkpoints_dir, has_eval=ev is not None, cuda=s.cuda, columns=train.column_names)
+    if s.fsdp and (why := fsdp_checkpoint_problem(r, total_steps(r, len(train), args.world_size))): raise QloraError(why)
     base, fp, ckpt = base_identity(r.model.name_or_path, tok, r.model.trust_remote_code), data_fingerprint(train, ev), None
     if resume and not fresh:
         ckpt, why = pick_checkpoint(run.work)
@@ -351,11 +353,19 @@ def fsdp_peft_names():
     prefixes, set_state = peft_tuners._get_tuner_state_dict_key_prefixes, peft.set_peft_model_state_dict
     def names(model, adapter_name=None):   # peft drops a leading `_fsdp_wrapped_module.`, not those of nested FSDP units
         return {p.replace('_fsdp_wrapped_module.', '') for p in prefixes(model, adapter_name)}
-    def load(model, *args, **kwargs):      # on the FSDP root, peft sees no `base_model.model.` parameter and strips that prefix
+    def load(model, state_dict, *args, **kwargs):   # on the FSDP root, peft sees no `base_model.model.` parameter and strips it
+        if not isinstance(model, FSDP): return set_state(model, state_dict, *args, **kwargs)
+        if not state_dict: raise QloraError("The FSDP checkpoint being loaded holds no adapter tensors; resume would continue "
+                                            "from an untrained adapter. Start the run again with --fresh.")
+        inner = model.module if model._is_root else model   # before FSDP's lazy init, a nested unit would take the root's role
         fsdp_log = logging.getLogger('torch.distributed.fsdp._state_dict_utils')
         level, _ = fsdp_log.level, fsdp_log.setLevel(logging.ERROR)   # one warning per base weight an adapter load leaves alone
-        try: return set_state(model.module if isinstance(model, FSDP) else model, *args, **kwargs)
+        try: res = set_state(inner, state_dict, *args, **kwargs)
         finally: fsdp_log.setLevel(level)
+        if lost := [k for k in res.unexpected_keys if '.lora_' in k]:
+            raise QloraError(f"Loading the FSDP checkpoint matched no module for {len(lost)} adapter tensors (e.g. `{lost[0]}`); "
+                             "resume would continue from an untrained adapter. Please report it; --fresh starts over.")
+        return res
     names.qlora_nb = load.qlora_nb = True
     peft_tuners._get_tuner_state_dict_key_prefixes, peft.set_peft_model_state_dict = names, load
 
@@ -366,7 +376,11 @@ def fsdp_optimizer_resume():
     def load(fsdp_plugin, accelerator, optimizer, *args, **kwargs):
         # accelerate loads the checkpoint into a template taken from this optimizer, which has no state before its first
         # step, so nothing was restored; torch's own state-dict API creates the state first (a step with zero grads, lr 0)
-        _init_optim_state(getattr(optimizer, 'optimizer', optimizer))
+        opt = getattr(optimizer, 'optimizer', optimizer)
+        if _init_optim_state is None or not type(opt).__module__.startswith('torch.'):
+            raise QloraError(f"Cannot restore the {type(opt).__name__} state of an FSDP checkpoint on torch {torch.__version__}. "
+                             "Use training.optimizer = adamw_torch, or start the run again with --fresh.")
+        _init_optim_state(opt)
         return load_optimizer(fsdp_plugin, accelerator, optimizer, *args, **kwargs)
     load.qlora_nb = True
     hf_trainer.load_fsdp_optimizer = load

@@ -67,6 +67,12 @@ def worker(rank:int, world:int, port:int, out:str, fix:bool):
                                                       for a, b in zip(moments, moments2))
     agree = torch.tensor(int(opt_equal)); dist.all_reduce(agree, op=dist.ReduceOp.MIN); opt_equal = bool(agree)   # every rank's shard
     with FSDP.summon_full_params(w2): back = lora(m2)
+    bnb_refused = None
+    if fix:   # bitsandbytes' 8-bit state does not go through FSDP's optimizer checkpoint: a clear error, not a crash inside it
+        import bitsandbytes as bnb
+        from qlora_nb.recipe import QloraError
+        try: hf_trainer.load_fsdp_optimizer(plugin, acc, bnb.optim.AdamW8bit([p for p in w2.parameters() if p.requires_grad]), w2, str(ck))
+        except QloraError as e: bnb_refused = str(e)
     with FSDP.state_dict_type(w, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=False, rank0_only=False)):
         full = w.state_dict()   # accelerate's get_state_dict gathers the same way (its offload to CPU is for GPU ranks)
     res = None
@@ -81,7 +87,15 @@ def worker(rank:int, world:int, port:int, out:str, fix:bool):
                    adapter_shard_bytes=sum(f.stat().st_size for f in (ck/'pytorch_model_fsdp_0').glob('*.distcp')),
                    lora_B=sum('lora_B' in k for k in ref), resumed_B=sum(torch.equal(back[k], ref[k]) for k in ref if 'lora_B' in k),
                    resumed_equal=same(back), optimizer_states=len(moments),
-                   resumed_optimizer_states=len(moments2), optimizer_equal=opt_equal, final_keys=len(load_file(str(Path(out)/'adapter'/'adapter_model.safetensors'))), final_equal=same(got))
+                   resumed_optimizer_states=len(moments2), optimizer_equal=opt_equal, bnb_refused=bnb_refused, final_keys=len(load_file(str(Path(out)/'adapter'/'adapter_model.safetensors'))), final_equal=same(got))
+    for model, o in ((w, opt), (w2, opt2)):   # one more step each: the resumed run must take the step the whole run takes
+        model(input_ids=torch.tensor([[4, 3, 2, 1]])).logits.pow(2).mean().backward(); o.step(); o.zero_grad()
+    with FSDP.summon_full_params(w): after = lora(m)
+    with FSDP.summon_full_params(w2): after2 = lora(m2)
+    next_equal = torch.tensor(int(all(torch.equal(after[k], after2[k]) for k in after)))
+    dist.all_reduce(next_equal, op=dist.ReduceOp.MIN)
+    if rank == 0:
+        res['next_step_equal'] = bool(next_equal)
         Path(out, 'result.json').write_text(json.dumps(res, indent=1))
     dist.barrier(); dist.destroy_process_group()
 

@@ -68,7 +68,7 @@ def check(wrap:str, resume:bool=True) -> dict:
     row = next(x for x in rep['rows'] if x['variant'].startswith('merged'))
     out.update(effect_kept=row['effect_kept'], greedy_agreement=row['greedy_agreement'])
     out['ok'] = (out['first_rc'] == 0 and out['resume_rc'] == 0 and out['steps'] == 4 and out['resumed_from'] == 'checkpoint-2'
-                 and out['drift'] is not None and out['drift'] < 0.05 * out['moved']
+                 and out['drift'] is not None and out['drift'] <= 0.01 * out['moved']
                  and row['effect_kept'] > 0.95 and row['greedy_agreement'] > 0.95)
     return out
 
