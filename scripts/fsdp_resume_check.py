@@ -17,14 +17,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-def check(wrap:str, resume:bool=True) -> dict:
+def check(wrap:str, resume:bool=True, arch:str='llama') -> dict:
     import torch
     from qlora_nb.distributed import fsdp_wrap, launch_plan
     from qlora_nb.merge import merge_adapter
     from qlora_nb.recipe import toy_recipe
     from qlora_nb.run import Run, pick_checkpoint
     tmp = Path(tempfile.mkdtemp())
-    r = toy_recipe(**{'distributed.strategy': 'fsdp', 'distributed.fsdp_wrap': wrap, 'quantization.compute_dtype': 'bfloat16',
+    model = 'toy'
+    if arch != 'llama':   # the shipped toy is a Llama with tied embeddings; this builds an untied toy (random weights)
+        from transformers import AutoModelForCausalLM
+        from qlora_nb.toy import build_toy_tokenizer, save_toy, toy_config
+        tok = build_toy_tokenizer()
+        torch.manual_seed(0)
+        model = str(save_toy(AutoModelForCausalLM.from_config(toy_config(tok, arch)), tok, tmp/f'toy-{arch}'))
+    r = toy_recipe(**{'model.name_or_path': model, 'distributed.strategy': 'fsdp', 'distributed.fsdp_wrap': wrap, 'quantization.compute_dtype': 'bfloat16',
                       'quantization.quant_storage': 'bfloat16', 'training.max_steps': 4, 'training.save_steps': 2,
                       'training.logging_steps': 1, 'training.batch_size': 8, 'training.optimizer': 'adamw_torch',
                       'output.dir': str(tmp/'runs'), 'output.name': f'fsdp-{wrap}'})
@@ -75,11 +82,12 @@ def check(wrap:str, resume:bool=True) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--wrap', default='lora', help='comma-separated distributed.fsdp_wrap values to check')
+    ap.add_argument('--arch', default='llama', help="toy architecture: llama (the shipped toy, tied embeddings) or mistral (untied)")
     ap.add_argument('--no-resume', action='store_true', help='check the final adapter (saved, merged) without the resume part')
     a = ap.parse_args()
     ok = True
     for w in a.wrap.split(','):
-        try: res = check(w.strip(), resume=not a.no_resume)
+        try: res = check(w.strip(), resume=not a.no_resume, arch=a.arch)
         except Exception as e: res = dict(wrap=w, ok=False, error=repr(e)[:500])
         ok &= res['ok']
         print(json.dumps(res), flush=True)
