@@ -17,7 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-def check(wrap:str, resume:bool=True, arch:str='llama') -> dict:
+def fsdp2(plan):
+    "Experiment: the same launch under FSDP2 (`fully_shard`, per-parameter sharding) instead of the library's FSDP1 config"
+    f = plan.config['fsdp_config']
+    for k in ('fsdp_backward_prefetch', 'fsdp_forward_prefetch', 'fsdp_use_orig_params', 'fsdp_sync_module_states'): f.pop(k, None)
+    f.update(fsdp_version=2, fsdp_reshard_after_forward=True)
+    return plan
+
+def check(wrap:str, resume:bool=True, arch:str='llama', version:int=1) -> dict:
     import torch
     from qlora_nb.distributed import fsdp_wrap, launch_plan
     from qlora_nb.merge import merge_adapter
@@ -36,9 +43,9 @@ def check(wrap:str, resume:bool=True, arch:str='llama') -> dict:
                       'training.logging_steps': 1, 'training.batch_size': 8, 'training.optimizer': 'adamw_torch',
                       'output.dir': str(tmp/'runs'), 'output.name': f'fsdp-{wrap}'})
     env = {**os.environ, 'NCCL_NVLS_ENABLE': '0'}
-    plan = launch_plan(r)
-    out = dict(wrap=wrap, chosen=fsdp_wrap(r)[0], gpus=torch.cuda.device_count(),
-               processes=plan.config['num_processes'], use_orig_params=plan.config['fsdp_config']['fsdp_use_orig_params'])
+    plan = launch_plan(r) if version == 1 else fsdp2(launch_plan(r))
+    out = dict(fsdp_version=version, wrap=wrap, chosen=fsdp_wrap(r)[0], gpus=torch.cuda.device_count(),
+               processes=plan.config['num_processes'], use_orig_params=plan.config['fsdp_config'].get('fsdp_use_orig_params'))
     out['first_rc'] = plan.run(env)
     run = Run.of(r)
     from safetensors.torch import load_file
@@ -63,7 +70,7 @@ def check(wrap:str, resume:bool=True, arch:str='llama') -> dict:
     shutil.rmtree(ck4); run.work.summary_path.unlink()
     ck, notes = pick_checkpoint(run.work)
     out['picked'], out['pick_notes'] = ck.name if ck else None, notes
-    out['resume_rc'] = launch_plan(r, resume=True).run(env)
+    out['resume_rc'] = (launch_plan(r, resume=True) if version == 1 else fsdp2(launch_plan(r, resume=True))).run(env)
     s = run.summary()
     out['losses_resumed'] = [(x['step'], round(x['loss'], 4)) for x in run.log() if 'loss' in x]
     out.update(steps=s['steps'], resumed_from=s['resumed_from'], first_loss=s['first_loss'], final_loss=s['final_loss'])
@@ -83,11 +90,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--wrap', default='lora', help='comma-separated distributed.fsdp_wrap values to check')
     ap.add_argument('--arch', default='llama', help="toy architecture: llama (the shipped toy, tied embeddings) or mistral (untied)")
+    ap.add_argument('--fsdp-version', type=int, default=1, help='2: an experiment with FSDP2 (the library launches FSDP1)')
     ap.add_argument('--no-resume', action='store_true', help='check the final adapter (saved, merged) without the resume part')
     a = ap.parse_args()
     ok = True
     for w in a.wrap.split(','):
-        try: res = check(w.strip(), resume=not a.no_resume, arch=a.arch)
+        try: res = check(w.strip(), resume=not a.no_resume, arch=a.arch, version=a.fsdp_version)
         except Exception as e: res = dict(wrap=w, ok=False, error=repr(e)[:500])
         ok &= res['ok']
         print(json.dumps(res), flush=True)
