@@ -340,9 +340,10 @@ def fsdp_layer_units():
     peft_update = hf_trainer.update_fsdp_plugin_peft  # sets peft's one-unit-per-LoRA-matrix policy and the quant-storage precision
     def update(model, accelerator):
         peft_update(model, accelerator)
-        if not accelerator.state.fsdp_plugin.use_orig_params: return   # LoRA units (fsdp_wrap = lora): peft's policy stays
+        p = accelerator.state.fsdp_plugin   # FSDP1 needs use_orig_params for mixed units; FSDP2 shards each parameter anyway
+        if not (p.use_orig_params or getattr(p, 'fsdp_version', 1) == 2): return   # LoRA units (fsdp_wrap = lora): peft's policy stays
         layers = {type(m) for m in model.modules() if isinstance(m, GradientCheckpointingLayer)}
-        accelerator.state.fsdp_plugin.auto_wrap_policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
+        p.auto_wrap_policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layers)
     update.qlora_nb = True
     hf_trainer.update_fsdp_plugin_peft = update
 
@@ -403,7 +404,7 @@ def build_trainer(plan:Plan, # from `plan_run`
     plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
     if plugin is not None: fsdp_peft_names(); fsdp_optimizer_resume()   # FSDP checkpoints that resume (adapter, optimizer)
     if plugin is not None and plan.recipe.distributed.fsdp_wrap.strip().lower() == 'layers':   # 55_distributed
-        if not plugin.use_orig_params:
+        if not plugin.use_orig_params and getattr(plugin, 'fsdp_version', 1) == 1:
             raise QloraError("distributed.fsdp_wrap = layers needs FSDP's use_orig_params, which this accelerate config does not set. "
                              "Start the run with `qlora-nb launch` (it writes the config), or set fsdp_use_orig_params: true.")
         fsdp_layer_units()
