@@ -6,8 +6,7 @@ Docs: https://qlora-nb.github.io/qlora_nb/train.html.md"""
 
 # %% ../nbs/50_train.ipynb #5058b1db
 from __future__ import annotations
-import contextlib, copy, dataclasses, difflib, functools, importlib.util, json, math, os, re, resource, shutil, sys, time, warnings
-from safetensors.torch import save_file
+import contextlib, dataclasses, difflib, functools, importlib.util, json, math, os, resource, shutil, sys, time, warnings
 from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict
@@ -335,7 +334,7 @@ def plan_run(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or None for
 
 # %% ../nbs/50_train.ipynb #40001e57
 def fsdp_layer_units():
-    "Make transformers' Trainer wrap whole decoder layers as FSDP units (under `use_orig_params`), not each LoRA matrix"
+    "Make transformers' Trainer wrap whole decoder layers as FSDP units (FSDP1 under `use_orig_params`, or FSDP2), not each LoRA matrix"
     if getattr(hf_trainer.update_fsdp_plugin_peft, 'qlora_nb', False): return
     peft_update = hf_trainer.update_fsdp_plugin_peft  # sets peft's one-unit-per-LoRA-matrix policy and the quant-storage precision
     def update(model, accelerator):
