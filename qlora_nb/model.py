@@ -25,8 +25,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 # %% auto #0
 __all__ = ['resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'liger_available',
-           'apply_liger', 'fuse_lora', 'compile_layers', 'prepare_for_training', 'finish_for_training',
-           'default_device_map', 'load_tokenizer', 'load_model']
+           'apply_liger', 'FusedLoRA', 'lora_linear', 'fuse_lora', 'compile_layers', 'prepare_for_training',
+           'finish_for_training', 'default_device_map', 'load_tokenizer', 'load_model']
 
 # %% ../nbs/40_model.ipynb #e173fdf3
 def resolve_model_path(name_or_path:str, # hub id, local directory, or `toy` / `toy:mistral`
@@ -114,16 +114,80 @@ def apply_liger(model:nn.Module, # a loaded Llama/Mistral-family model, possibly
     return sum(1 for m in base.modules() if m._get_name().startswith('Liger'))
 
 # %% ../nbs/40_model.ipynb #cbf2d192
+def _frozen_weight(base:nn.Module, dtype:torch.dtype) -> torch.Tensor:
+    "The `[out, in]` weight of a frozen `nn.Linear` or bitsandbytes 4-bit layer, dequantized, in `dtype`"
+    w = base.weight
+    if getattr(w, 'quant_state', None) is None: return w.to(dtype)
+    import bitsandbytes.functional as bnbF
+    return bnbF.dequantize_4bit(w.data, w.quant_state).to(dtype)
+
+def _autograd_fusable(base:nn.Module, dtype:torch.dtype) -> bool:
+    "Whether `FusedLoRA` can stand in for `base`: a frozen `nn.Linear` in `dtype`, or a bitsandbytes 4-bit layer (returns its input's dtype)"
+    w, b = getattr(base, 'weight', None), getattr(base, 'bias', None)
+    if w is None or w.requires_grad or (b is not None and b.requires_grad): return False
+    if type(base) is nn.Linear: return w.dtype == dtype
+    qs = getattr(w, 'quant_state', None)
+    return type(base).__name__ in ('Linear4bit', 'LinearNF4', 'LinearFP4') and qs is not None and not getattr(qs, 'packing_format_for_cpu', False)
+
+class _LoRAIn(torch.autograd.Function):
+    "LoRA's first matmul `x·Aᵀ`; it saves `x` and its backward gives A's gradient only (`FusedLoRA`'s gives x's)"
+    @staticmethod
+    def forward(ctx, x2, A, dtype):
+        ctx.save_for_backward(x2); ctx.a_dtype = A.dtype
+        return x2 @ A.to(dtype).t()
+
+    @staticmethod
+    def backward(ctx, dh):
+        x2, = ctx.saved_tensors
+        return None, (dh.t() @ x2).to(ctx.a_dtype), None
+
+class FusedLoRA(torch.autograd.Function):
+    "`base(x) + s·h·Bᵀ` with `h = x·Aᵀ` given, for a frozen base, as one node that saves nothing through autograd"
+    @staticmethod
+    def forward(ctx, x2, h, A, B, s, base):
+        # `h` (tokens × r, small) and the parameters are kept as attributes, not saved tensors, like bitsandbytes'
+        # own 4-bit matmul does with its weight; see `lora_linear`
+        ctx.h, ctx.A, ctx.B, ctx.s, ctx.base = h, A, B, s, base
+        return torch.addmm(base(x2), h, B.to(h.dtype).t(), alpha=s)
+
+    @staticmethod
+    def backward(ctx, g):
+        h, s = ctx.h, ctx.s
+        A, B = ctx.A.to(g.dtype), ctx.B.to(g.dtype)
+        gB = g @ B
+        dx = dh = dB = None
+        if ctx.needs_input_grad[0]:   # the base's input gradient, LoRA's added in the same matmul's epilogue
+            dx = (g @ _frozen_weight(ctx.base, g.dtype)).addmm_(gB, A, alpha=s)
+        if ctx.needs_input_grad[1]: dh = gB * s
+        if ctx.needs_input_grad[3]: dB = (g.t() @ h).mul_(s).to(ctx.B.dtype)
+        return dx, dh, None, dB, None, None
+
+def lora_linear(x:torch.Tensor, # the layer input, `(..., in_features)`
+                A:torch.Tensor, # LoRA's A, `(r, in_features)` (any float dtype: computed in `x`'s)
+                B:torch.Tensor, # LoRA's B, `(out_features, r)`
+                s:float, # LoRA's scaling, alpha / r
+                base:nn.Module, # the frozen base layer: `nn.Linear` or a bitsandbytes 4-bit layer
+               ) -> torch.Tensor:
+    "`base(x) + s·(x Aᵀ) Bᵀ` in two autograd nodes whose saved tensors all come before the base matmul"
+    x2 = x.reshape(-1, x.shape[-1])
+    h = _LoRAIn.apply(x2, A, x.dtype)
+    return FusedLoRA.apply(x2, h, A, B, s, base).view(*x.shape[:-1], -1)
+
 def _fused_lora_forward(self, x, *args, **kwargs):
-    "peft's LoRA forward as `addmm(base(x), A(dropout(x)), Bᵀ, alpha=scaling)` when dtypes allow; peft's own math otherwise"
+    "peft's LoRA forward as `lora_linear` (training, no dropout) or `addmm(base(x), A(dropout(x)), Bᵀ, alpha=scaling)` when dtypes allow; peft's own math otherwise"
     adapters = self.active_adapters
     if (self.disable_adapters or self.merged or kwargs.get('adapter_names') is not None or len(adapters) != 1
         or adapters[0] not in self.lora_A or adapters[0] in self.lora_variant or self.lora_B[adapters[0]].bias is not None):
         return type(self).forward(self, x, *args, **kwargs)
     a = adapters[0]
     A, B, s = self.lora_A[a], self.lora_B[a], self.scaling[a]
-    result = self.base_layer(x, *args, **kwargs)
     auto = torch.is_autocast_enabled(x.device.type)
+    dt = torch.get_autocast_dtype(x.device.type) if auto else x.dtype
+    drop = self.lora_dropout[a]
+    if (torch.is_grad_enabled() and not args and not kwargs and x.dtype == dt and _autograd_fusable(self.base_layer, dt)
+        and (isinstance(drop, nn.Identity) or not drop.training or getattr(drop, 'p', 1) == 0)):
+        with torch.autocast(x.device.type, enabled=False): return lora_linear(x, A.weight, B.weight, s, self.base_layer)
+    result = self.base_layer(x, *args, **kwargs)
     h = A(self.lora_dropout[a](x if auto else x.to(A.weight.dtype)))
     # addmm computes in (and returns) the autocast dtype, or needs one dtype throughout: fuse only when that is the
     # dtype peft's `result + lora` would have (e.g. not with peft's fp32 upcast, where the base output is float32)

@@ -83,7 +83,7 @@ class TrainingSection:
     liger:bool = False # Liger kernels (fused RMSNorm, SwiGLU, RoPE, linear cross-entropy) when installed
     activation_offloading:bool = False # trl's activation offloading to CPU memory
     compile:bool = False # torch.compile each decoder layer (regional compilation; first steps are slower)
-    fused_lora:bool = True # LoRA's output as one addmm (base + scale·A·B): fewer kernels, same math; off under FSDP
+    fused_lora:bool = True # LoRA's output as one addmm, in training without dropout our own autograd nodes (`lora_linear`): fewer kernels, same math; off under FSDP
     auto_fit:bool = False # choose gradient checkpointing and batch size from the memory estimate and free memory
     logging_steps:int = 10 # log every N optimizer steps
     save_steps:int = 100 # checkpoint every N steps

@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
            'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
            'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'fsdp_peft_names', 'fsdp_optimizer_resume',
-           'build_trainer', 'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
+           'keep_allocator_cache', 'build_trainer', 'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
 
 # %% ../nbs/50_train.ipynb #0dd9df11
 NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
@@ -386,6 +386,20 @@ def fsdp_optimizer_resume():
     hf_trainer.load_fsdp_optimizer = load
 
 
+# %% ../nbs/50_train.ipynb #f0fe5e8f
+class _KeepCache:
+    "A device module (`torch.cuda`) whose `empty_cache()` does nothing; every other attribute is the module's"
+    def __init__(self, mod): self._mod = mod
+    def __getattr__(self, k): return getattr(self._mod, k)
+    def empty_cache(self): pass
+
+def keep_allocator_cache(trainer) -> bool:
+    "Keep trl's activation offloading from emptying the CUDA cache at every micro-batch; whether there was one to change"
+    ctx = getattr(trainer, 'maybe_activation_offload_context', None)
+    if getattr(ctx, 'device_module', None) is None or isinstance(ctx.device_module, _KeepCache): return False
+    ctx.device_module = _KeepCache(ctx.device_module)
+    return True
+
 # %% ../nbs/50_train.ipynb #90f0628e
 def build_trainer(plan:Plan, # from `plan_run`
                   model, # the model to train (`load_model` or `load_unsloth`)
@@ -400,6 +414,7 @@ def build_trainer(plan:Plan, # from `plan_run`
     trainer = trl.SFTTrainer(model=model, args=plan.args, train_dataset=plan.train, eval_dataset=plan.eval,
                              processing_class=tok, callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
+    keep_allocator_cache(trainer)   # no `empty_cache()` per micro-batch under activation offloading
     plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
     if plugin is not None: fsdp_peft_names(); fsdp_optimizer_resume()   # FSDP checkpoints that resume (adapter, optimizer)
     if plugin is not None and plan.recipe.distributed.fsdp_wrap.strip().lower() == 'layers':   # 55_distributed

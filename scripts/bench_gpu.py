@@ -39,6 +39,16 @@ CONFIGS = {
     'real_packed_fast_d0_b5':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.batch_size': 5}, 'real_packed_fast_d0'),
     'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
     'syn2048_packed_fast_d0_tf': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, 'syn2048_packed_fast_d0'),
+    # the same two rows with LoRA as peft's nodes around one `addmm` (the forward before `lora_linear`; see ADDMM_ONLY)
+    'real_packed_fast_d0_tf_addmm': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    'syn2048_packed_fast_d0_tf_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    'syn2048_packed_fast_d0_tf_nooff': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
+                                                    'training.activation_offloading': False}, 'syn2048_packed_fast_d0_tf'),
+    'syn2048_packed_fast_d0_tf_nooff_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
+                                                          'training.activation_offloading': False}, None),
+    # trl's activation offloading as it comes: `empty_cache()` at every micro-batch (see TRL_EMPTY_CACHE)
+    'real_packed_fast_d0_tf_trlcache': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    'syn2048_packed_fast_d0_tf_trlcache': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
                                          'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
     'seed_b1':                 ('syn2048', {**SEED, **NOPACK, 'training.batch_size': 1}, None),   # one 2,048-token row per step
@@ -46,6 +56,11 @@ CONFIGS = {
     'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
     'cpu_unpacked':            ('real', {**NOPACK}, None),
 }
+# rows run with `lora_linear` switched off (a patch of this process only), so that LoRA layers take the one-`addmm`
+# forward whose backward is autograd's: the baseline for `lora_linear`'s two autograd nodes in the same command
+ADDMM_ONLY = {'real_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_nooff_addmm'}
+# rows run without `keep_allocator_cache` (a patch of this process only): trl's offloading empties the CUDA cache each step
+TRL_EMPTY_CACHE = {'real_packed_fast_d0_tf_trlcache', 'syn2048_packed_fast_d0_tf_trlcache'}
 DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -98,6 +113,12 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     from qlora_nb.settings import resolve
     from qlora_nb.train import finetune
     data, over, base = CONFIGS[name]
+    if name in ADDMM_ONLY:
+        import qlora_nb.model
+        qlora_nb.model._autograd_fusable = lambda *a: False
+    if name in TRL_EMPTY_CACHE:
+        import qlora_nb.train
+        qlora_nb.train.keep_allocator_cache = lambda trainer: False
     mcfg = AutoConfig.from_pretrained(ckpt_dir)
     b = 1 if cpu else 4
     overrides = {'model.name_or_path': ckpt_dir, 'data.max_length': 2048, 'training.batch_size': b, 'training.grad_accum': 1,
@@ -110,7 +131,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     n = 600 if data == 'real' else b * (warmup + steps)
     rows = (real_length_rows(n, mcfg.vocab_size, max_len=r.data.max_length) if data == 'real'
             else full_length_rows(n, mcfg.vocab_size, r.data.max_length))
-    times, state, prof, padded = [], {}, {}, []
+    times, state, prof, padded, mem = [], {}, {}, [], []
     class Timer(TrainerCallback):
         def on_train_begin(self, args, st, control, model=None, **k):
             # tokens the model really holds per micro-batch, padding included (trl's num_tokens counts no padding)
@@ -122,7 +143,9 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
                 prof['p'] = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
                 prof['p'].__enter__()
         def on_step_end(self, args, st, control, **k):
-            if torch.cuda.is_available(): torch.cuda.synchronize()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+                mem.append((round(torch.cuda.memory_allocated()/1e9, 3), round(torch.cuda.memory_reserved()/1e9, 3)))
             times.append(time.perf_counter())
             if 'p' in prof and st.global_step == warmup + steps:
                 prof['p'].__exit__(None, None, None); times[-1] = None   # the profiled step is not timed
@@ -137,7 +160,8 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     tok_s = sum(t for t, _ in timed) / sum(s for _, s in timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in state['log'] if 'loss' in h]
-    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base,
+    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=name not in ADDMM_ONLY,
+               keep_cache=name not in TRL_EMPTY_CACHE, allocated_reserved_gb=mem,
                attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
                tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
                tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
