@@ -18,8 +18,9 @@ from .settings import VARLEN
 
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'NOISE_FLOOR', 'SAFE_ATTENTION', 'trl_packed_inputs', 'packing_gaps', 'PackingCheck', 'measure_packing',
-           'check_packing', 'varlen_available', 'segments', 'varlen_attention', 'varlen_mask', 'register_varlen']
+__all__ = ['LAYOUTS', 'NOISE_FLOOR', 'SAFE_ATTENTION', 'REPEAT_KV', 'trl_packed_inputs', 'packing_gaps', 'PackingCheck',
+           'measure_packing', 'check_packing', 'varlen_available', 'segments', 'varlen_attention', 'varlen_mask',
+           'register_varlen']
 
 # %% ../nbs/35_packing.ipynb #40ef4590
 LAYOUTS = ('padding_free', 'naive', 'kv_cache') # how a pack reaches the model: trl's, plain concatenation, trl's + a KV cache
@@ -125,6 +126,8 @@ def segments(position_ids, # (B, T) or (1, T) positions; None = one example per 
     cu = torch.cat([starts, torch.tensor([B*T], device=device)]).to(torch.int32)
     return cu, int(cu.diff().max())
 
+REPEAT_KV = False # True: repeat K/V heads for grouped-query attention before the kernel (torch < 2.13 only; the earlier path)
+
 def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv, D) -> (N, H, D), causal in each segment
     gqa = k.shape[1] != q.shape[1]
     if q.is_cuda:
@@ -132,7 +135,9 @@ def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv,
         params = inspect.signature(varlen_attn).parameters
         kw = dict(window_size=(-1, 0)) if 'window_size' in params else dict(is_causal=True)  # torch 2.13 / 2.10-2.12
         if gqa and 'enable_gqa' in params: kw['enable_gqa'] = True
-        elif gqa: k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], dim=1) for x in (k, v))
+        # before torch 2.13 `varlen_attn` passes K/V straight to the flash kernel, which shares each K/V head among its
+        # query heads itself (scripts/varlen_gqa_check.py compares it with repeated heads on the GPU)
+        elif gqa and REPEAT_KV: k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], dim=1) for x in (k, v))
         return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **kw)
     # CPU has no flash kernel: the same contract, one segment at a time (tests)
     b = cu.tolist()

@@ -49,6 +49,9 @@ CONFIGS = {
     # trl's activation offloading as it comes: `empty_cache()` at every micro-batch (see TRL_EMPTY_CACHE)
     'real_packed_fast_d0_tf_trlcache': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'syn2048_packed_fast_d0_tf_trlcache': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    # K/V heads repeated before the varlen kernel (see REPEAT_KV): the baseline for handing them over as they are
+    'real_packed_fast_d0_tf_repkv': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    'syn2048_packed_fast_d0_tf_repkv': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
                                          'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
     'seed_b1':                 ('syn2048', {**SEED, **NOPACK, 'training.batch_size': 1}, None),   # one 2,048-token row per step
@@ -61,6 +64,8 @@ CONFIGS = {
 ADDMM_ONLY = {'real_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_nooff_addmm'}
 # rows run without `keep_allocator_cache` (a patch of this process only): trl's offloading empties the CUDA cache each step
 TRL_EMPTY_CACHE = {'real_packed_fast_d0_tf_trlcache', 'syn2048_packed_fast_d0_tf_trlcache'}
+# rows run with `qlora_nb.packing.REPEAT_KV = True` (a patch of this process only)
+REPEAT_KV = {'real_packed_fast_d0_tf_repkv', 'syn2048_packed_fast_d0_tf_repkv'}
 DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -116,6 +121,9 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     if name in ADDMM_ONLY:
         import qlora_nb.model
         qlora_nb.model._autograd_fusable = lambda *a: False
+    if name in REPEAT_KV:
+        import qlora_nb.packing
+        qlora_nb.packing.REPEAT_KV = True
     if name in TRL_EMPTY_CACHE:
         import qlora_nb.train
         qlora_nb.train.keep_allocator_cache = lambda trainer: False
@@ -161,7 +169,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in state['log'] if 'loss' in h]
     row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=name not in ADDMM_ONLY,
-               keep_cache=name not in TRL_EMPTY_CACHE, allocated_reserved_gb=mem,
+               keep_cache=name not in TRL_EMPTY_CACHE, repeat_kv=name in REPEAT_KV, allocated_reserved_gb=mem,
                attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
                tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
                tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
