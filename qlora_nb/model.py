@@ -114,17 +114,18 @@ def apply_liger(model:nn.Module, # a loaded Llama/Mistral-family model, possibly
     return sum(1 for m in base.modules() if m._get_name().startswith('Liger'))
 
 # %% ../nbs/40_model.ipynb #cbf2d192
-def _frozen_weight(base:nn.Module, dtype:torch.dtype) -> torch.Tensor:
-    "The `[out, in]` weight of a frozen `nn.Linear` or bitsandbytes 4-bit layer, dequantized, in `dtype`"
-    w = base.weight
+def _frozen_weight(w:torch.Tensor, dtype:torch.dtype) -> torch.Tensor:
+    "A frozen `nn.Linear` or bitsandbytes 4-bit layer's `[out, in]` weight `w`, dequantized, in `dtype`"
     if getattr(w, 'quant_state', None) is None: return w.to(dtype)
     import bitsandbytes.functional as bnbF
     return bnbF.dequantize_4bit(w.data, w.quant_state).to(dtype)
 
-def _autograd_fusable(base:nn.Module, dtype:torch.dtype) -> bool:
-    "Whether `FusedLoRA` can stand in for `base`: a frozen `nn.Linear` in `dtype`, or a bitsandbytes 4-bit layer (returns its input's dtype)"
-    w, b = getattr(base, 'weight', None), getattr(base, 'bias', None)
+def _autograd_fusable(base:nn.Module, x:torch.Tensor) -> bool:
+    "Whether `FusedLoRA` can stand in for `base` on `x`: a frozen `nn.Linear` in x's dtype, or a bitsandbytes 4-bit layer, on x's device"
+    w, b, dtype = getattr(base, 'weight', None), getattr(base, 'bias', None), x.dtype
     if w is None or w.requires_grad or (b is not None and b.requires_grad): return False
+    # accelerate's hooks (`device_map` offloading) move the weight in for the forward only; the backward reads it later
+    if hasattr(base, '_hf_hook') or w.device != x.device: return False
     if type(base) is nn.Linear: return w.dtype == dtype
     qs = getattr(w, 'quant_state', None)
     return type(base).__name__ in ('Linear4bit', 'LinearNF4', 'LinearFP4') and qs is not None and not getattr(qs, 'packing_format_for_cpu', False)
@@ -132,14 +133,15 @@ def _autograd_fusable(base:nn.Module, dtype:torch.dtype) -> bool:
 class _LoRAIn(torch.autograd.Function):
     "LoRA's first matmul `x·Aᵀ`; it saves `x` and its backward gives A's gradient only (`FusedLoRA`'s gives x's)"
     @staticmethod
-    def forward(ctx, x2, A, dtype):
-        ctx.save_for_backward(x2); ctx.a_dtype = A.dtype
+    def forward(ctx, x2, A, B, dtype):
+        # A and B are saved here too (no copy), so that autograd still notices if they change before the backward
+        ctx.save_for_backward(x2, A, B); ctx.a_dtype = A.dtype
         return x2 @ A.to(dtype).t()
 
     @staticmethod
     def backward(ctx, dh):
-        x2, = ctx.saved_tensors
-        return None, (dh.t() @ x2).to(ctx.a_dtype), None
+        x2, _, _ = ctx.saved_tensors
+        return None, (dh.t() @ x2).to(ctx.a_dtype), None, None
 
 class FusedLoRA(torch.autograd.Function):
     "`base(x) + s·h·Bᵀ` with `h = x·Aᵀ` given, for a frozen base, as one node that saves nothing through autograd"
@@ -147,7 +149,7 @@ class FusedLoRA(torch.autograd.Function):
     def forward(ctx, x2, h, A, B, s, base):
         # `h` (tokens × r, small) and the parameters are kept as attributes, not saved tensors, like bitsandbytes'
         # own 4-bit matmul does with its weight; see `lora_linear`
-        ctx.h, ctx.A, ctx.B, ctx.s, ctx.base = h, A, B, s, base
+        ctx.h, ctx.A, ctx.B, ctx.s, ctx.w = h, A, B, s, base.weight
         return torch.addmm(base(x2), h, B.to(h.dtype).t(), alpha=s)
 
     @staticmethod
@@ -157,7 +159,7 @@ class FusedLoRA(torch.autograd.Function):
         gB = g @ B
         dx = dh = dB = None
         if ctx.needs_input_grad[0]:   # the base's input gradient, LoRA's added in the same matmul's epilogue
-            dx = (g @ _frozen_weight(ctx.base, g.dtype)).addmm_(gB, A, alpha=s)
+            dx = (g @ _frozen_weight(ctx.w, g.dtype)).addmm_(gB, A, alpha=s)
         if ctx.needs_input_grad[1]: dh = gB * s
         if ctx.needs_input_grad[3]: dB = (g.t() @ h).mul_(s).to(ctx.B.dtype)
         return dx, dh, None, dB, None, None
@@ -170,7 +172,7 @@ def lora_linear(x:torch.Tensor, # the layer input, `(..., in_features)`
                ) -> torch.Tensor:
     "`base(x) + s·(x Aᵀ) Bᵀ` in two autograd nodes whose saved tensors all come before the base matmul"
     x2 = x.reshape(-1, x.shape[-1])
-    h = _LoRAIn.apply(x2, A, x.dtype)
+    h = _LoRAIn.apply(x2, A, B, x.dtype)
     return FusedLoRA.apply(x2, h, A, B, s, base).view(*x.shape[:-1], -1)
 
 def _fused_lora_forward(self, x, *args, **kwargs):
@@ -184,8 +186,9 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     auto = torch.is_autocast_enabled(x.device.type)
     dt = torch.get_autocast_dtype(x.device.type) if auto else x.dtype
     drop = self.lora_dropout[a]
-    if (torch.is_grad_enabled() and not args and not kwargs and x.dtype == dt and _autograd_fusable(self.base_layer, dt)
-        and (isinstance(drop, nn.Identity) or not drop.training or getattr(drop, 'p', 1) == 0)):
+    # without autocast, peft computes LoRA in its weights' dtype: fuse only when that is x's
+    if (torch.is_grad_enabled() and not args and not kwargs and x.dtype == dt and _autograd_fusable(self.base_layer, x)
+        and (auto or A.weight.dtype == B.weight.dtype == dt) and (isinstance(drop, nn.Identity) or not drop.training or getattr(drop, 'p', 1) == 0)):
         with torch.autocast(x.device.type, enabled=False): return lora_linear(x, A.weight, B.weight, s, self.base_layer)
     result = self.base_layer(x, *args, **kwargs)
     h = A(self.lora_dropout[a](x if auto else x.to(A.weight.dtype)))
@@ -194,8 +197,9 @@ def _fused_lora_forward(self, x, *args, **kwargs):
     if result.dtype == (torch.get_autocast_dtype(x.device.type) if auto else h.dtype) and (auto or B.weight.dtype == h.dtype):
         out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), B.weight.t(), alpha=s)
         return out.view(result.shape)
-    lora = B(h) * s   # peft's vanilla LoRA, as in its forward
-    return result + (lora if auto else lora.to(result.dtype))
+    lora = B(h)   # peft's vanilla LoRA, in the order of each class's forward (the roundings match)
+    if type(self) is LoraLinear: return (result + lora * s).to(result.dtype)
+    return result + (lora * s if auto else lora.to(result.dtype) * s)
 
 def fuse_lora(model:nn.Module, # a peft-wrapped model
              ) -> int:

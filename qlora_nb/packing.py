@@ -138,7 +138,10 @@ def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv,
         # before torch 2.13 `varlen_attn` passes K/V straight to the flash kernel, which shares each K/V head among its
         # query heads itself (scripts/varlen_gqa_check.py compares it with repeated heads on the GPU)
         elif gqa and REPEAT_KV: k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], dim=1) for x in (k, v))
-        return varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scale, **kw)
+        if 'scale' in params: kw['scale'] = scale
+        elif scale is not None and not math.isclose(scale, q.shape[-1] ** -0.5):   # no `scale` (torch 2.10): scale q instead
+            q = q * (scale * q.shape[-1] ** 0.5)
+        return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
     # CPU has no flash kernel: the same contract, one segment at a time (tests)
     b = cu.tolist()
     return torch.cat([F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)), is_causal=True, scale=scale,

@@ -390,7 +390,9 @@ def fsdp_optimizer_resume():
 class _KeepCache:
     "A device module (`torch.cuda`) whose `empty_cache()` does nothing; every other attribute is the module's"
     def __init__(self, mod): self._mod = mod
-    def __getattr__(self, k): return getattr(self._mod, k)
+    def __getattr__(self, k):
+        if k == '_mod': raise AttributeError(k)   # before __init__ (copy, pickle): no recursion
+        return getattr(self._mod, k)
     def empty_cache(self): pass
 
 def keep_allocator_cache(trainer) -> bool:
