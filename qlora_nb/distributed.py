@@ -18,9 +18,9 @@ from .run import Run, fsdp_checkpoint_problem
 import yaml
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'FSDP_WRAPS', 'MIXED_PRECISION', 'SHARDED', 'FSDP_QLORA', 'check_distributed', 'fsdp_estimate',
-           'gpu_estimate', 'fsdp_wrap', 'accelerate_config', 'write_accelerate_config', 'launch_command', 'LaunchPlan',
-           'launch_plan', 'launch']
+__all__ = ['STRATEGIES', 'FSDP_WRAPS', 'MIXED_PRECISION', 'SHARDED', 'FSDP_QLORA', 'FSDP2_QLORA', 'check_distributed',
+           'fsdp_estimate', 'gpu_estimate', 'fsdp_wrap', 'accelerate_config', 'write_accelerate_config',
+           'launch_command', 'LaunchPlan', 'launch_plan', 'launch']
 
 # %% ../nbs/55_distributed.ipynb #e3c02948
 STRATEGIES = {'none': 'NO', 'ddp': 'MULTI_GPU', 'fsdp': 'FSDP'} # recipe strategy -> accelerate distributed_type
@@ -128,6 +128,10 @@ FSDP_QLORA = dict( # PEFT's FSDP+QLoRA guide, in accelerate 1.15's key names
     fsdp_forward_prefetch=False, fsdp_reshard_after_forward='FULL_SHARD', fsdp_state_dict_type='SHARDED_STATE_DICT',
     fsdp_use_orig_params=False, fsdp_cpu_ram_efficient_loading=True, fsdp_sync_module_states=True,
     fsdp_activation_checkpointing=False) # load_model already turns on gradient checkpointing; not twice
+# FSDP2 (`distributed.fsdp_version = 2`): the same, less what per-parameter sharding has no use for (flat parameters'
+# `use_orig_params`, FSDP1's prefetch and module-state sync options), resharding after each unit's forward
+FSDP2_QLORA = {**{k: v for k, v in FSDP_QLORA.items() if k not in ('fsdp_backward_prefetch', 'fsdp_forward_prefetch',
+               'fsdp_use_orig_params', 'fsdp_sync_module_states')}, 'fsdp_version': 2, 'fsdp_reshard_after_forward': True}
 
 def _first_gpu() -> str:
     return os.environ.get('CUDA_VISIBLE_DEVICES', '0').split(',')[0].strip() or '0'
@@ -158,7 +162,8 @@ def accelerate_config(recipe:Recipe|str|None=None, # a `Recipe`, an ini path, or
     if port is not None: cfg['main_process_port'] = int(port)
     if s == 'fsdp':
         wrap = fsdp_wrap(r)[0]
-        cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload), fsdp_use_orig_params=wrap == 'layers')
+        if int(d.fsdp_version) == 2: cfg['fsdp_config'] = dict(FSDP2_QLORA, fsdp_offload_params=bool(d.offload))
+        else: cfg['fsdp_config'] = dict(FSDP_QLORA, fsdp_offload_params=bool(d.offload), fsdp_use_orig_params=wrap == 'layers')
     return cfg
 
 def write_accelerate_config(path:str|Path, # destination YAML file

@@ -99,6 +99,7 @@ class DistributedSection:
     num_processes:int = 0 # processes to launch; 0 = one per visible GPU
     offload:bool = False # FSDP: offload parameters to CPU memory
     fsdp_wrap:str = 'lora' # FSDP units: lora (peft's: least memory), layers (faster; more memory; no mid-run checkpoints)
+    fsdp_version:int = 1 # FSDP 1 (flat parameters; measured on 2 H200s) or 2 (per-parameter sharding; checked on one GPU and 2 CPU ranks)
 
 @dataclass
 class OutputSection:
@@ -278,6 +279,7 @@ RANGES = { # key -> (test, what the value must be)
     'data.eval_split': (lambda v: _num(0, 1, hi_open=True)(v) or (_num(1)(v) and float(v).is_integer()),
                         'a fraction in [0, 1) or a whole number of rows (0 = no eval split)'),
     'distributed.num_processes': (_num(0), 'an integer >= 0 (0 = one per GPU)'),
+    'distributed.fsdp_version': (lambda v: v in (1, 2), '1 or 2'),
 }
 CHOICES = { # key -> the valid values (library-defined choices are checked by the training module)
     'model.backend': ('transformers', 'unsloth'), 'quantization.quant_type': ('nf4', 'fp4'),

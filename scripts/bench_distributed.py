@@ -12,7 +12,8 @@ the user types (one process with `CUDA_VISIBLE_DEVICES=0`, as the one-process gu
 Reads tokens/s (median per-step rate after the warm-up steps, all GPUs' non-padding tokens), the median step time, and
 rank 0's peak memory from the run directory, and puts `gpu_estimate` of the same recipe beside it.
 
-FSDP rows differ by `distributed.fsdp_wrap` (lora: peft's unit per LoRA matrix; layers: decoder layers as units).
+FSDP rows differ by `distributed.fsdp_wrap` (lora: peft's unit per LoRA matrix; layers: decoder layers as units) and,
+for `fsdpv2_*`, by `distributed.fsdp_version = 2` (FSDP2; `fsdp2_*` rows are FSDP1 on 2 GPUs, named before FSDP2 existed here).
 `--append` adds the rows to an existing results file (replacing rows of the same key), so that rows measured in
 separate calls on the same machine kind form one table. Benchmark code, outside the library.
 """
@@ -32,7 +33,10 @@ ROWS = { # name -> (label, strategy, processes, distributed.fsdp_wrap, model)
     'fsdp2_lora': ('FSDP x2, LoRA units', 'fsdp', 2, 'lora', '7b'),
     'fsdp2_layers': ('FSDP x2, layer units', 'fsdp', 2, 'layers', '7b'),
     'fsdp2_32b': ('FSDP x2, 32B-class, LoRA units', 'fsdp', 2, 'lora', '32b'),
-    'fsdp2_32b_layers': ('FSDP x2, 32B-class, layer units', 'fsdp', 2, 'layers', '32b')}
+    'fsdp2_32b_layers': ('FSDP x2, 32B-class, layer units', 'fsdp', 2, 'layers', '32b'),
+    'fsdpv2_lora': ('FSDP2 x2, LoRA units', 'fsdp', 2, 'lora', '7b'),
+    'fsdpv2_layers': ('FSDP2 x2, layer units', 'fsdp', 2, 'layers', '7b')}
+FSDP_VERSION = {'fsdpv2_lora': 2, 'fsdpv2_layers': 2}   # distributed.fsdp_version of a row (default 1)
 
 def write_data(path:Path, kind:str, vocab:int, seq_len:int=2048) -> Path:
     "JSONL rows: `real` (prompt/completion, real-length distribution) or `syn2048` (rows of exactly seq_len tokens)"
@@ -48,6 +52,7 @@ def row_recipe(mdir, work:Path, key:str, steps:int, batch:int, seq_len:int, data
             'training.optimizer': 'adamw_torch', 'lora.dropout': 0.0, 'training.max_steps': steps,
             'training.logging_steps': 1, 'training.save_steps': 10_000, 'training.upcast_norms': key == 'one_upcast',
             'distributed.strategy': strategy, 'distributed.num_processes': n, 'distributed.fsdp_wrap': wrap,
+            'distributed.fsdp_version': FSDP_VERSION.get(key, 1),
             'output.dir': str(work/'runs'), 'output.name': key}
 
 def run_row(key:str, over:dict, data:Path, env:dict, log) -> float:

@@ -17,13 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-def fsdp2(plan):
-    "Experiment: the same launch under FSDP2 (`fully_shard`, per-parameter sharding) instead of the library's FSDP1 config"
-    f = plan.config['fsdp_config']
-    for k in ('fsdp_backward_prefetch', 'fsdp_forward_prefetch', 'fsdp_use_orig_params', 'fsdp_sync_module_states'): f.pop(k, None)
-    f.update(fsdp_version=2, fsdp_reshard_after_forward=True)
-    return plan
-
 def check(wrap:str, resume:bool=True, arch:str='llama', version:int=1) -> dict:
     import torch
     from qlora_nb.distributed import fsdp_wrap, launch_plan
@@ -40,10 +33,10 @@ def check(wrap:str, resume:bool=True, arch:str='llama', version:int=1) -> dict:
         model = str(save_toy(AutoModelForCausalLM.from_config(toy_config(tok, arch)), tok, tmp/f'toy-{arch}'))
     r = toy_recipe(**{'model.name_or_path': model, 'distributed.strategy': 'fsdp', 'distributed.fsdp_wrap': wrap, 'quantization.compute_dtype': 'bfloat16',
                       'quantization.quant_storage': 'bfloat16', 'training.max_steps': 4, 'training.save_steps': 2,
-                      'training.logging_steps': 1, 'training.batch_size': 8, 'training.optimizer': 'adamw_torch',
+                      'training.logging_steps': 1, 'training.batch_size': 8, 'training.optimizer': 'adamw_torch', 'distributed.fsdp_version': version,
                       'output.dir': str(tmp/'runs'), 'output.name': f'fsdp-{wrap}'})
     env = {**os.environ, 'NCCL_NVLS_ENABLE': '0'}
-    plan = launch_plan(r) if version == 1 else fsdp2(launch_plan(r))
+    plan = launch_plan(r)   # version 2: accelerate's FSDP2 block (`FSDP2_QLORA`; before it existed, this script edited the config the same way)
     out = dict(fsdp_version=version, wrap=wrap, chosen=fsdp_wrap(r)[0], gpus=torch.cuda.device_count(),
                processes=plan.config['num_processes'], use_orig_params=plan.config['fsdp_config'].get('fsdp_use_orig_params'))
     out['first_rc'] = plan.run(env)
@@ -70,7 +63,7 @@ def check(wrap:str, resume:bool=True, arch:str='llama', version:int=1) -> dict:
     shutil.rmtree(ck4); run.work.summary_path.unlink()
     ck, notes = pick_checkpoint(run.work)
     out['picked'], out['pick_notes'] = ck.name if ck else None, notes
-    out['resume_rc'] = (launch_plan(r, resume=True) if version == 1 else fsdp2(launch_plan(r, resume=True))).run(env)
+    out["resume_rc"] = launch_plan(r, resume=True).run(env)
     s = run.summary()
     out['losses_resumed'] = [(x['step'], round(x['loss'], 4)) for x in run.log() if 'loss' in x]
     out.update(steps=s['steps'], resumed_from=s['resumed_from'], first_loss=s['first_loss'], final_loss=s['final_loss'])
@@ -90,7 +83,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--wrap', default='lora', help='comma-separated distributed.fsdp_wrap values to check')
     ap.add_argument('--arch', default='llama', help="toy architecture: llama (the shipped toy, tied embeddings) or mistral (untied)")
-    ap.add_argument('--fsdp-version', type=int, default=1, help='2: an experiment with FSDP2 (the library launches FSDP1)')
+    ap.add_argument('--fsdp-version', type=int, default=1, help='distributed.fsdp_version: 1 (the default) or 2 (FSDP2)')
     ap.add_argument('--no-resume', action='store_true', help='check the final adapter (saved, merged) without the resume part')
     a = ap.parse_args()
     ok = True
