@@ -11,7 +11,7 @@ Data, built here (nothing is downloaded): `real` = instruction rows whose length
 median ~200 tokens, a long tail cut at 2,048; prompt 10-50% of each row); `syn2048` = rows of exactly 2,048 tokens.
 tokens/s = non-padding tokens (trl's `num_tokens`) of the timed steps / their time (after warm-up steps); peak =
 torch.cuda.max_memory_allocated() over training; `est_gb` = `estimate_memory` for the recipe at the largest micro-batch."""
-import argparse, datetime, json, math, os, random, statistics, subprocess, sys, tempfile, time
+import argparse, datetime, importlib, json, math, os, random, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +39,17 @@ CONFIGS = {
     'real_packed_fast_d0_b5':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.batch_size': 5}, 'real_packed_fast_d0'),
     'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
     'syn2048_packed_fast_d0_tf': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, 'syn2048_packed_fast_d0'),
-    # the same two rows with LoRA as peft's nodes around one `addmm` (the forward before `lora_linear`; see ADDMM_ONLY)
+    # the same two rows with LoRA as peft's nodes around one `addmm` (the forward before `lora_linear`; see BASELINES)
     'real_packed_fast_d0_tf_addmm': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'syn2048_packed_fast_d0_tf_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'syn2048_packed_fast_d0_tf_nooff': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
                                                     'training.activation_offloading': False}, 'syn2048_packed_fast_d0_tf'),
     'syn2048_packed_fast_d0_tf_nooff_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
                                                           'training.activation_offloading': False}, None),
-    # trl's activation offloading as it comes: `empty_cache()` at every micro-batch (see TRL_EMPTY_CACHE)
+    # trl's activation offloading as it comes: `empty_cache()` at every micro-batch (see BASELINES)
     'real_packed_fast_d0_tf_trlcache': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'syn2048_packed_fast_d0_tf_trlcache': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    # K/V heads repeated before the varlen kernel (see REPEAT_KV): the baseline for handing them over as they are
+    # K/V heads repeated before the varlen kernel (see BASELINES): the baseline for handing them over as they are
     'real_packed_fast_d0_tf_repkv': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'syn2048_packed_fast_d0_tf_repkv': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
@@ -59,13 +59,12 @@ CONFIGS = {
     'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
     'cpu_unpacked':            ('real', {**NOPACK}, None),
 }
-# rows run with `lora_linear` switched off (a patch of this process only), so that LoRA layers take the one-`addmm`
-# forward whose backward is autograd's: the baseline for `lora_linear`'s two autograd nodes in the same command
-ADDMM_ONLY = {'real_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_addmm', 'syn2048_packed_fast_d0_tf_nooff_addmm'}
-# rows run without `keep_allocator_cache` (a patch of this process only): trl's offloading empties the CUDA cache each step
-TRL_EMPTY_CACHE = {'real_packed_fast_d0_tf_trlcache', 'syn2048_packed_fast_d0_tf_trlcache'}
-# rows run with `qlora_nb.packing.REPEAT_KV = True` (a patch of this process only)
-REPEAT_KV = {'real_packed_fast_d0_tf_repkv', 'syn2048_packed_fast_d0_tf_repkv'}
+# baselines in the same command: a row whose name ends in one of these suffixes runs with one library switch patched,
+# in its own process only (module, attribute, value)
+BASELINES = {
+    '_addmm': ('qlora_nb.model', '_autograd_fusable', lambda *a: False),          # LoRA as one addmm, autograd's backward (before lora_linear)
+    '_trlcache': ('qlora_nb.train', 'keep_allocator_cache', lambda trainer: False), # trl's offloading empties the CUDA cache each micro-batch
+    '_repkv': ('qlora_nb.packing', 'REPEAT_KV', True)}                             # K/V heads repeated before the varlen kernel
 DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -118,15 +117,8 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     from qlora_nb.settings import resolve
     from qlora_nb.train import finetune
     data, over, base = CONFIGS[name]
-    if name in ADDMM_ONLY:
-        import qlora_nb.model
-        qlora_nb.model._autograd_fusable = lambda *a: False
-    if name in REPEAT_KV:
-        import qlora_nb.packing
-        qlora_nb.packing.REPEAT_KV = True
-    if name in TRL_EMPTY_CACHE:
-        import qlora_nb.train
-        qlora_nb.train.keep_allocator_cache = lambda trainer: False
+    for suffix, (mod, attr, value) in BASELINES.items():
+        if name.endswith(suffix): setattr(importlib.import_module(mod), attr, value)
     mcfg = AutoConfig.from_pretrained(ckpt_dir)
     b = 1 if cpu else 4
     overrides = {'model.name_or_path': ckpt_dir, 'data.max_length': 2048, 'training.batch_size': b, 'training.grad_accum': 1,
@@ -168,8 +160,8 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     tok_s = sum(t for t, _ in timed) / sum(s for _, s in timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in state['log'] if 'loss' in h]
-    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=name not in ADDMM_ONLY,
-               keep_cache=name not in TRL_EMPTY_CACHE, repeat_kv=name in REPEAT_KV, allocated_reserved_gb=mem,
+    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=not name.endswith('_addmm'),
+               keep_cache=not name.endswith('_trlcache'), repeat_kv=name.endswith('_repkv'), allocated_reserved_gb=mem,
                attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
                tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
                tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
