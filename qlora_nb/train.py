@@ -44,7 +44,8 @@ import matplotlib.pyplot as plt
 __all__ = ['NEEDS_KWARGS', 'CHECKPOINTING_ARG', 'check_choices', 'trackers', 'sft_config', 'peak_memory_gb', 'in_notebook',
            'RunLog', 'LivePlot', 'SampleCallback', 'get_data', 'total_steps', 'disk_preflight', 'preflight',
            'memory_preflight', 'Plan', 'plan_run', 'fsdp_layer_units', 'fsdp_peft_names', 'fsdp_optimizer_resume',
-           'keep_allocator_cache', 'build_trainer', 'save_adapter', 'run_rows', 'save_run', 'resume_hint', 'finetune']
+           'keep_allocator_cache', 'offload_without_host_sync', 'fewer_host_syncs', 'build_trainer', 'save_adapter',
+           'run_rows', 'save_run', 'resume_hint', 'finetune']
 
 # %% ../nbs/50_train.ipynb #0dd9df11
 NEEDS_KWARGS = ('cosine_with_min_lr', 'cosine_warmup_with_min_lr', 'warmup_stable_decay') # schedulers needing lr_scheduler_kwargs
@@ -116,6 +117,9 @@ def sft_config(recipe:Recipe|str|None, # the run's recipe
         eval_strategy='steps' if has_eval else 'no', eval_steps=t.eval_steps if has_eval else None,
         report_to=trackers(t.report_to) or 'none', save_total_limit=t.save_total_limit or None, disable_tqdm=True,
         include_num_input_tokens_seen='non_padding',  # kept in trainer_state.json, so token counts survive a resume
+        # a NaN or inf loss is logged as it is, not replaced by the running mean (a check that also waits for the GPU
+        # at every micro-batch; see `fewer_host_syncs`)
+        logging_nan_inf_filter=False,
         # data, as prepare_dataset shaped it: loss on completions (prompt/completion) or assistant turns (messages)
         max_length=d.max_length, dataset_text_field='text', packing=d.packing, padding_free=d.packing,
         completion_only_loss=d.completion_only and (not cols or 'prompt' in cols),
@@ -402,6 +406,47 @@ def keep_allocator_cache(trainer) -> bool:
     ctx.device_module = _KeepCache(ctx.device_module)
     return True
 
+# %% ../nbs/50_train.ipynb #962342a2
+def _exit_without_host_sync(self, *args):
+    "trl's `OffloadActivations.__exit__` without its two `synchronize()` calls: held tensors go back through `record_stream`"
+    try:
+        if self.use_streams:
+            s0, s1 = self.s0, self.s1
+            for t in self.bwd_tensor_stash.values(): t.record_stream(s0)   # brought back on the copy stream, read by compute
+            for t, _ in self.fwd_stash.values(): t.record_stream(s1)       # made by compute, maybe still being copied out
+            s0.wait_stream(s1)
+            self.bwd_tensor_stash.clear(); self.bwd_ev_stash.clear(); self.fwd_stash.clear()
+    finally: result = super(type(self).__mro__[1], self).__exit__(*args)   # saved_tensors_hooks: the hooks come off
+    return result
+
+def offload_without_host_sync(trainer) -> bool:
+    "End trl's activation-offloading context without waiting for the GPU; whether there was one to change"
+    ctx = getattr(trainer, 'maybe_activation_offload_context', None)
+    cls = type(ctx)
+    if cls.__name__ != 'OffloadActivations' or not cls.__module__.startswith('trl.'): return False   # off, or already changed
+    ctx.__class__ = type('OffloadActivationsNoHostSync', (cls,), {'__exit__': _exit_without_host_sync})
+    return True
+
+# %% ../nbs/50_train.ipynb #348bbf01
+def fewer_host_syncs(trainer) -> list:
+    "Take the Trainer's per-micro-batch bookkeeping off the GPU's critical path; returns the methods replaced"
+    main = getattr(trainer.model, 'main_input_name', 'input_ids')
+    flops, track, per_token = trainer.floating_point_ops, trainer._track_num_input_tokens, []
+    def floating_point_ops(inputs):
+        "transformers' `6 × tokens × parameters`, with the parameters counted once (they do not change while training)"
+        if main not in inputs: return flops(inputs)
+        if not per_token: per_token.append(flops({main: torch.empty(1, 1, dtype=torch.long)}))
+        return per_token[0] * inputs[main].numel()
+    def _track_num_input_tokens(inputs):
+        "A padding-free batch's tokens from its shape (it holds no padding); anything else as transformers counts it"
+        a = trainer.args
+        if (a.include_num_input_tokens_seen in ('non_padding', 'all') and a.world_size == 1 and main in inputs
+            and 'attention_mask' not in inputs and inputs.get('position_ids') is not None):
+            trainer.state.num_input_tokens_seen += inputs[main].numel()
+        else: track(inputs)
+    trainer.floating_point_ops, trainer._track_num_input_tokens = floating_point_ops, _track_num_input_tokens
+    return ['floating_point_ops', '_track_num_input_tokens']
+
 # %% ../nbs/50_train.ipynb #90f0628e
 def build_trainer(plan:Plan, # from `plan_run`
                   model, # the model to train (`load_model` or `load_unsloth`)
@@ -417,6 +462,8 @@ def build_trainer(plan:Plan, # from `plan_run`
                              processing_class=tok, callbacks=cbs)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; RunLog prints one compact line instead
     keep_allocator_cache(trainer)   # no `empty_cache()` per micro-batch under activation offloading
+    fewer_host_syncs(trainer)       # no GPU read-back or parameter walk between micro-batches
+    offload_without_host_sync(trainer)   # nor a wait for the GPU at the end of each micro-batch's offloading
     plugin = getattr(trainer.accelerator.state, 'fsdp_plugin', None)
     if plugin is not None: fsdp_peft_names(); fsdp_optimizer_resume()   # FSDP checkpoints that resume (adapter, optimizer)
     if plugin is not None and plan.recipe.distributed.fsdp_wrap.strip().lower() == 'layers':   # 55_distributed

@@ -11,7 +11,7 @@ Data, built here (nothing is downloaded): `real` = instruction rows whose length
 median ~200 tokens, a long tail cut at 2,048; prompt 10-50% of each row); `syn2048` = rows of exactly 2,048 tokens.
 tokens/s = non-padding tokens (trl's `num_tokens`) of the timed steps / their time (after warm-up steps); peak =
 torch.cuda.max_memory_allocated() over training; `est_gb` = `estimate_memory` for the recipe at the largest micro-batch."""
-import argparse, datetime, importlib, json, math, os, random, statistics, subprocess, sys, tempfile, time
+import argparse, bisect, datetime, importlib, json, math, os, random, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT))
 SEED = {}   # the seed recipe: settings.ini's quality settings (dropout 0.05, fp32 upcast, no Liger, no offloading)
 FAST = {'training.upcast_norms': False, 'training.liger': True, 'training.activation_offloading': True}
 PACK, NOPACK = {'data.packing': True}, {'data.packing': False}
+# name -> (data, recipe overrides, base: the configuration it is compared with)
+TF = {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}   # the fastest rows: no dropout, fused AdamW
 # name -> (data, recipe overrides, base: the configuration it is compared with)
 CONFIGS = {
     'real_packed_fast':        ('real', {**FAST, **PACK}, 'real_unpacked_fast'),                 # attention: auto
@@ -33,25 +35,18 @@ CONFIGS = {
     'real_packed_fast_d0':     ('real', {**FAST, **PACK, 'lora.dropout': 0.0}, 'real_packed_fast_d0_peft'),
     'real_packed_fast_d0_peft': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.fused_lora': False}, None),  # peft's LoRA forward
     'real_packed_fast_d0_a8':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_8bit'}, 'real_packed_fast_d0'),
-    'real_packed_fast_d0_tf':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, 'real_packed_fast_d0'),
+    'real_packed_fast_d0_tf':  ('real', TF, 'real_packed_fast_d0'),
     'real_packed_fast_d0_nockpt': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.gradient_checkpointing': False,
                                             'training.activation_offloading': False}, 'real_packed_fast_d0'),  # the ceiling without recompute
     'real_packed_fast_d0_b5':  ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.batch_size': 5}, 'real_packed_fast_d0'),
     'syn2048_packed_fast_d0':  ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0}, 'syn2048_packed_fast'),
-    'syn2048_packed_fast_d0_tf': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, 'syn2048_packed_fast_d0'),
-    # the same two rows with LoRA as peft's nodes around one `addmm` (the forward before `lora_linear`; see BASELINES)
-    'real_packed_fast_d0_tf_addmm': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    'syn2048_packed_fast_d0_tf_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    'syn2048_packed_fast_d0_tf_nooff': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
-                                                    'training.activation_offloading': False}, 'syn2048_packed_fast_d0_tf'),
-    'syn2048_packed_fast_d0_tf_nooff_addmm': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused',
-                                                          'training.activation_offloading': False}, None),
-    # trl's activation offloading as it comes: `empty_cache()` at every micro-batch (see BASELINES)
-    'real_packed_fast_d0_tf_trlcache': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    'syn2048_packed_fast_d0_tf_trlcache': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    # K/V heads repeated before the varlen kernel (see BASELINES): the baseline for handing them over as they are
-    'real_packed_fast_d0_tf_repkv': ('real', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
-    'syn2048_packed_fast_d0_tf_repkv': ('syn2048', {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}, None),
+    'syn2048_packed_fast_d0_tf': ('syn2048', TF, 'syn2048_packed_fast_d0'),
+    'syn2048_packed_fast_d0_tf_nooff': ('syn2048', {**TF, 'training.activation_offloading': False}, 'syn2048_packed_fast_d0_tf'),
+    # the shipped recipe's 4 micro-batches per optimizer step (the rows above take one)
+    'real_packed_fast_d0_tf_ga4': ('real', {**TF, 'training.grad_accum': 4}, 'real_packed_fast_d0_tf'),
+    'syn2048_packed_fast_d0_tf_ga4': ('syn2048', {**TF, 'training.grad_accum': 4}, 'syn2048_packed_fast_d0_tf'),
+    # two layers without recompute, their activations offloaded to CPU memory like the checkpoint inputs
+    'real_packed_fast_d0_tf_ck30': ('real', {**TF, 'training.checkpoint_layers': 30}, 'real_packed_fast_d0_tf'),
     'real_packed_compile_d0':  ('real', {'training.upcast_norms': False, 'training.activation_offloading': True, **PACK,
                                          'training.compile': True, 'lora.dropout': 0.0}, 'real_packed_fast'),
     'seed_b1':                 ('syn2048', {**SEED, **NOPACK, 'training.batch_size': 1}, None),   # one 2,048-token row per step
@@ -59,12 +54,23 @@ CONFIGS = {
     'cpu_packed':              ('real', {**PACK, 'model.attn_implementation': 'sdpa'}, 'cpu_unpacked'),
     'cpu_unpacked':            ('real', {**NOPACK}, None),
 }
-# baselines in the same command: a row whose name ends in one of these suffixes runs with one library switch patched,
-# in its own process only (module, attribute, value)
+# baselines in the same command: any configuration's name + one of these suffixes (`real_packed_fast_d0_tf_addmm`) runs
+# that configuration with one library switch patched, in its own process only (module, attribute, value)
 BASELINES = {
     '_addmm': ('qlora_nb.model', '_autograd_fusable', lambda *a: False),          # LoRA as one addmm, autograd's backward (before lora_linear)
     '_trlcache': ('qlora_nb.train', 'keep_allocator_cache', lambda trainer: False), # trl's offloading empties the CUDA cache each micro-batch
-    '_repkv': ('qlora_nb.packing', 'REPEAT_KV', True)}                             # K/V heads repeated before the varlen kernel
+    '_repkv': ('qlora_nb.packing', 'REPEAT_KV', True),                             # K/V heads repeated before the varlen kernel
+    # transformers' per-micro-batch NaN check, parameter walk and token read-back (before fewer_host_syncs)
+    '_syncs': ('qlora_nb.train', 'fewer_host_syncs', lambda trainer: setattr(trainer.args, 'logging_nan_inf_filter', True)),
+    '_exitsync': ('qlora_nb.train', 'offload_without_host_sync', lambda trainer: False)}  # trl's offloading waits for the GPU at each micro-batch's end
+
+def config(name:str) -> tuple:
+    "`(data, overrides, base, baseline suffix or '')` of a configuration name, a baseline's being its configuration's"
+    if name in CONFIGS: return (*CONFIGS[name], '')
+    suffix = next((s for s in BASELINES if name.endswith(s) and name[:-len(s)] in CONFIGS), None)
+    if suffix is None: raise KeyError(name)
+    data, over, _ = CONFIGS[name[:-len(suffix)]]
+    return data, over, None, suffix
 DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
 
 MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
@@ -116,9 +122,10 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     from qlora_nb.recipe import Recipe
     from qlora_nb.settings import resolve
     from qlora_nb.train import finetune
-    data, over, base = CONFIGS[name]
-    for suffix, (mod, attr, value) in BASELINES.items():
-        if name.endswith(suffix): setattr(importlib.import_module(mod), attr, value)
+    data, over, base, patched = config(name)
+    if patched:
+        mod, attr, value = BASELINES[patched]
+        setattr(importlib.import_module(mod), attr, value)
     mcfg = AutoConfig.from_pretrained(ckpt_dir)
     b = 1 if cpu else 4
     overrides = {'model.name_or_path': ckpt_dir, 'data.max_length': 2048, 'training.batch_size': b, 'training.grad_accum': 1,
@@ -128,7 +135,7 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
                               'training.liger': False, 'training.activation_offloading': False})
     r = Recipe().override(**overrides)
     b = r.training.batch_size
-    n = 600 if data == 'real' else b * (warmup + steps)
+    n = 600 if data == 'real' else b * r.training.grad_accum * (warmup + steps)
     rows = (real_length_rows(n, mcfg.vocab_size, max_len=r.data.max_length) if data == 'real'
             else full_length_rows(n, mcfg.vocab_size, r.data.max_length))
     times, state, prof, padded, mem = [], {}, {}, [], []
@@ -160,8 +167,9 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     tok_s = sum(t for t, _ in timed) / sum(s for _, s in timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in state['log'] if 'loss' in h]
-    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=not name.endswith('_addmm'),
-               keep_cache=not name.endswith('_trlcache'), repeat_kv=name.endswith('_repkv'), allocated_reserved_gb=mem,
+    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=patched != '_addmm',
+               keep_cache=patched != '_trlcache', repeat_kv=patched == '_repkv', fewer_syncs=patched != '_syncs',
+               offload_exit_sync=patched == '_exitsync', allocated_reserved_gb=mem,
                attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
                tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
                tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
@@ -178,9 +186,40 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
             top = sorted(ka, key=lambda e: -e.self_device_time_total)[:25]
             row['profile'] = [dict(op=e.key[:80], self_cuda_ms=round(e.self_device_time_total/1e3, 2), calls=e.count) for e in top]
             row['profile_total_ms'] = round(sum(e.self_device_time_total for e in ka)/1e3, 1)
+            trace = Path(tempfile.mkdtemp())/'trace.json'
+            prof['p'].export_chrome_trace(str(trace))
+            row['gaps'] = gpu_gaps(json.loads(trace.read_text())['traceEvents'])
         except Exception as e: row['profile_error'] = repr(e)
     out.write_text(json.dumps(row))
     return row
+
+def gpu_gaps(events:list, top:int=15, min_us:float=20) -> dict:
+    "Where the compute stream of a profiled step waits: its busy time (union of its kernels) against the step's span, and the longest gaps with the kernels around them and the CPU ops that began in them"
+    kern = [e for e in events if e.get('ph') == 'X' and e.get('cat') in ('kernel', 'gpu_memcpy', 'gpu_memset')]
+    load = {}
+    for e in kern: load[e['args'].get('stream')] = load.get(e['args'].get('stream'), 0) + e['dur']
+    s0 = max(load, key=load.get)   # the compute stream: the one with the most kernel time
+    ks = sorted((e['ts'], e['ts'] + e['dur'], e['name']) for e in kern if e['args'].get('stream') == s0)
+    gaps, busy, (cs, ce, cn) = [], 0.0, ks[0]
+    for s, e, n in ks[1:]:
+        if s > ce:
+            if s - ce >= min_us: gaps.append((s - ce, ce, s, cn, n))
+            busy += ce - cs; cs, ce = s, e
+        elif e > ce: ce = e
+        cn = n if e >= ce else cn
+    busy += ce - cs
+    t0, span = ks[0][0], ks[-1][1] - ks[0][0]
+    cpu = sorted((e['ts'], e['name']) for e in events if e.get('ph') == 'X' and e.get('cat') in ('cpu_op', 'cuda_runtime', 'cuda_driver'))
+    starts = [t for t, _ in cpu]
+    def inside(a, b):
+        names = {}
+        for t, n in cpu[bisect.bisect_left(starts, a):bisect.bisect_left(starts, b)]: names[n] = names.get(n, 0) + 1
+        return sorted(names.items(), key=lambda kv: -kv[1])[:6]
+    other = {k: round(v/1e3, 2) for k, v in load.items() if k != s0}
+    return dict(stream=s0, span_ms=round(span/1e3, 2), busy_ms=round(busy/1e3, 2), idle_ms=round((span - busy)/1e3, 2),
+                gaps_over_min=len(gaps), gaps_over_min_ms=round(sum(g[0] for g in gaps)/1e3, 2), other_streams_ms=other,
+                top=[dict(ms=round(d/1e3, 3), at_ms=round((a - t0)/1e3, 1), before=b[:60], after=n[:60], cpu=inside(a, e))
+                     for d, a, e, b, n in sorted(gaps, reverse=True)[:top]])
 
 def versions():
     import importlib.metadata as md
@@ -210,7 +249,8 @@ def table(results:list) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--configs', default=','.join(DEFAULT), help='comma-separated names: ' + ', '.join(CONFIGS))
+    p.add_argument('--configs', default=','.join(DEFAULT), help='comma-separated names: ' + ', '.join(CONFIGS) +
+                   '; a name + ' + '/'.join(BASELINES) + ' runs that configuration with one switch patched (BASELINES)')
     p.add_argument('--steps', type=int, default=8, help='timed steps per configuration')
     p.add_argument('--warmup', type=int, default=3, help='warm-up steps (compilation, allocator) not timed')
     p.add_argument('--profile', default='', help='comma-separated configurations whose last step is profiled (not timed)')
@@ -234,8 +274,8 @@ def main():
     if a.one:
         run_one(a.one, str(ckpt), Path(a.result), a.cpu, a.steps, a.warmup, a.one in a.profile.split(',')); return
     names = [n.strip() for n in a.configs.split(',') if n.strip()]
-    bad = [n for n in names if n not in CONFIGS]
-    if bad: sys.exit(f"Unknown configuration(s) {bad}. Choose from: {', '.join(CONFIGS)}")
+    bad = [n for n in names if n not in CONFIGS and not any(n.endswith(s) and n[:-len(s)] in CONFIGS for s in BASELINES)]
+    if bad: sys.exit(f"Unknown configuration(s) {bad}. Choose from: {', '.join(CONFIGS)}; each may end in a baseline suffix: {', '.join(BASELINES)}")
     out = Path(a.out)
     doc = dict(date=datetime.date.today().isoformat(), versions=versions(), model='tiny' if a.tiny else 'Mistral-7B-v0.1 (random weights)',
                recipe='settings.ini (NF4 + double quant, bf16, LoRA r16 alpha 32 on 7 projections, paged_adamw_8bit, every layer '
