@@ -117,8 +117,8 @@ def sft_config(recipe:Recipe|str|None, # the run's recipe
         eval_strategy='steps' if has_eval else 'no', eval_steps=t.eval_steps if has_eval else None,
         report_to=trackers(t.report_to) or 'none', save_total_limit=t.save_total_limit or None, disable_tqdm=True,
         include_num_input_tokens_seen='non_padding',  # kept in trainer_state.json, so token counts survive a resume
-        # a NaN or inf loss is logged as it is, not replaced by the running mean (a check that also waits for the GPU
-        # at every micro-batch; see `fewer_host_syncs`)
+        # a NaN or inf loss shows in the log (RunLog then says so) instead of being replaced by the running mean; the
+        # check also waited for the GPU at every micro-batch (see `fewer_host_syncs`)
         logging_nan_inf_filter=False,
         # data, as prepare_dataset shaped it: loss on completions (prompt/completion) or assistant turns (messages)
         max_length=d.max_length, dataset_text_field='text', packing=d.packing, padding_free=d.packing,
@@ -152,7 +152,7 @@ def _live() -> bool:
 class RunLog(TrainerCallback):
     "Append loss, lr, tokens/s and peak memory to `path` (jsonl) at each log; print lines when `echo`"
     def __init__(self, path:str|Path, echo:bool=True, segment:int=0): self.path,self.echo,self.rows,self.handle,self.segment = Path(path),echo,[],None,segment
-    def on_train_begin(self, args, state, control, **kw): self.t0,self.tok0,self.last = time.time(),None,None
+    def on_train_begin(self, args, state, control, **kw): self.t0,self.tok0,self.last,self.warned = time.time(),None,None,False
     def on_log(self, args, state, control, logs=None, **kw):
         if not state.is_world_process_zero: return  # one line per event, written by rank 0 only
         logs, now = dict(logs or {}), time.time()
@@ -164,6 +164,12 @@ class RunLog(TrainerCallback):
         row['peak_mem_gb'] = round(peak_memory_gb(), 3)
         self.rows.append(row)
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
+        bad = next((k for k in ('loss', 'eval_loss') if k in row and not math.isfinite(row[k])), None)
+        if bad and not self.warned:   # the trainer logs a NaN loss as it is (sft_config); say so once, in words
+            self.warned = True
+            warnings.warn(f"{bad.replace('_', ' ')} is {row[bad]} at step {row['step']}: training has diverged, or a batch has no finite "
+                          "loss (the logged training loss stays NaN from here). Lower training.lr or check the data near this step, "
+                          "then resume from a checkpoint before it.")
         if self.echo and state.max_steps and ('loss' in row or 'eval_loss' in row): self.show(row, state.max_steps)  # not the end-of-run summary
     def line(self, row:dict, total:int) -> str:
         "One compact progress line: step, loss, eval loss, learning rate, tokens/s, memory"
@@ -441,7 +447,7 @@ def fewer_host_syncs(trainer) -> list:
         "A padding-free batch's tokens from its shape (it holds no padding); anything else as transformers counts it"
         a = trainer.args
         if (a.include_num_input_tokens_seen in ('non_padding', 'all') and a.world_size == 1 and main in inputs
-            and 'attention_mask' not in inputs and inputs.get('position_ids') is not None):
+            and 'attention_mask' not in inputs and inputs.get('position_ids') is not None and not getattr(a, 'pad_to_multiple_of', None)):
             trainer.state.num_input_tokens_seen += inputs[main].numel()
         else: track(inputs)
     trainer.floating_point_ops, trainer._track_num_input_tokens = floating_point_ops, _track_num_input_tokens

@@ -208,7 +208,7 @@ def gpu_gaps(events:list, top:int=15, min_us:float=20) -> dict:
         elif e > ce: ce = e
         cn = n if e >= ce else cn
     busy += ce - cs
-    t0, span = ks[0][0], ks[-1][1] - ks[0][0]
+    t0, span = ks[0][0], max(e for _, e, _ in ks) - ks[0][0]
     cpu = sorted((e['ts'], e['name']) for e in events if e.get('ph') == 'X' and e.get('cat') in ('cpu_op', 'cuda_runtime', 'cuda_driver'))
     starts = [t for t, _ in cpu]
     def inside(a, b):
