@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))
 SEED = {}   # the seed recipe: settings.ini's quality settings (dropout 0.05, fp32 upcast, no Liger, no offloading)
 FAST = {'training.upcast_norms': False, 'training.liger': True, 'training.activation_offloading': True}
 PACK, NOPACK = {'data.packing': True}, {'data.packing': False}
-# name -> (data, recipe overrides, base: the configuration it is compared with)
 TF = {**FAST, **PACK, 'lora.dropout': 0.0, 'training.optimizer': 'adamw_torch_fused'}   # the fastest rows: no dropout, fused AdamW
 # name -> (data, recipe overrides, base: the configuration it is compared with)
 CONFIGS = {
@@ -64,11 +63,11 @@ BASELINES = {
     '_syncs': ('qlora_nb.train', 'fewer_host_syncs', lambda trainer: setattr(trainer.args, 'logging_nan_inf_filter', True)),
     '_exitsync': ('qlora_nb.train', 'offload_without_host_sync', lambda trainer: False)}  # trl's offloading waits for the GPU at each micro-batch's end
 
-def config(name:str) -> tuple:
-    "`(data, overrides, base, baseline suffix or '')` of a configuration name, a baseline's being its configuration's"
+def config(name:str) -> tuple|None:
+    "`(data, overrides, base, baseline suffix or '')` of a configuration name, a baseline's being its configuration's; None if unknown"
     if name in CONFIGS: return (*CONFIGS[name], '')
     suffix = next((s for s in BASELINES if name.endswith(s) and name[:-len(s)] in CONFIGS), None)
-    if suffix is None: raise KeyError(name)
+    if suffix is None: return None
     data, over, _ = CONFIGS[name[:-len(suffix)]]
     return data, over, None, suffix
 DEFAULT = [n for n in CONFIGS if not n.startswith('cpu_') and not n.endswith('_b1')]
@@ -167,9 +166,8 @@ def run_one(name:str, ckpt_dir:str, out:Path, cpu:bool, steps:int, warmup:int, p
     tok_s = sum(t for t, _ in timed) / sum(s for _, s in timed)
     peak = torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else None
     losses = [h['loss'] for h in state['log'] if 'loss' in h]
-    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, lora_linear=patched != '_addmm',
-               keep_cache=patched != '_trlcache', repeat_kv=patched == '_repkv', fewer_syncs=patched != '_syncs',
-               offload_exit_sync=patched == '_exitsync', allocated_reserved_gb=mem,
+    row = dict(name=name, data=data, recipe={k: v for k, v in over.items()}, base=base, baseline=patched or None,   # the BASELINES switch patched in this row
+               allocated_reserved_gb=mem,
                attn=resolve(r).attn_implementation, batch=b, max_length=r.data.max_length,
                tokens_per_s=round(tok_s, 1), tokens_per_step=round(statistics.mean(t for t, _ in timed)),
                tokens_max=max(padded) if padded else max(tokens), step_s=[round(s, 4) if s else None for s in step_s], tokens=tokens,
@@ -274,7 +272,7 @@ def main():
     if a.one:
         run_one(a.one, str(ckpt), Path(a.result), a.cpu, a.steps, a.warmup, a.one in a.profile.split(',')); return
     names = [n.strip() for n in a.configs.split(',') if n.strip()]
-    bad = [n for n in names if n not in CONFIGS and not any(n.endswith(s) and n[:-len(s)] in CONFIGS for s in BASELINES)]
+    bad = [n for n in names if config(n) is None]
     if bad: sys.exit(f"Unknown configuration(s) {bad}. Choose from: {', '.join(CONFIGS)}; each may end in a baseline suffix: {', '.join(BASELINES)}")
     out = Path(a.out)
     doc = dict(date=datetime.date.today().isoformat(), versions=versions(), model='tiny' if a.tiny else 'Mistral-7B-v0.1 (random weights)',
