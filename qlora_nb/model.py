@@ -24,9 +24,9 @@ from .toy import toy_model_dir
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 # %% auto #0
-__all__ = ['resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16', 'liger_available',
-           'apply_liger', 'FusedLoRA', 'lora_linear', 'fuse_lora', 'compile_layers', 'prepare_for_training',
-           'finish_for_training', 'default_device_map', 'load_tokenizer', 'load_model']
+__all__ = ['LORA_ADD', 'resolve_model_path', 'setup_tokenizer', 'decoder_layers', 'partial_checkpointing', 'prepare_bf16',
+           'liger_available', 'apply_liger', 'FusedLoRA', 'lora_linear', 'fuse_lora', 'compile_layers',
+           'prepare_for_training', 'finish_for_training', 'default_device_map', 'load_tokenizer', 'load_model']
 
 # %% ../nbs/40_model.ipynb #e173fdf3
 def resolve_model_path(name_or_path:str, # hub id, local directory, or `toy` / `toy:mistral`
@@ -143,6 +143,9 @@ class _LoRAIn(torch.autograd.Function):
         x2, _, _ = ctx.saved_tensors
         return None, (dh.t() @ x2).to(ctx.a_dtype), None, None
 
+LORA_ADD = 'epilogue' # where LoRA's term joins the base matmul's: 'epilogue' (the base matmul accumulates onto it), 'inplace' (LoRA's
+                      # rank-r matmul accumulates onto the base output), 'copy' (`torch.addmm`, which copies the base output first)
+
 class FusedLoRA(torch.autograd.Function):
     "`base(x) + s·h·Bᵀ` with `h = x·Aᵀ` given, for a frozen base, as one node that saves nothing through autograd"
     @staticmethod
@@ -150,7 +153,13 @@ class FusedLoRA(torch.autograd.Function):
         # `h` (tokens × r, small) and the parameters are kept as attributes, not saved tensors, like bitsandbytes'
         # own 4-bit matmul does with its weight; see `lora_linear`
         ctx.h, ctx.A, ctx.B, ctx.s, ctx.w = h, A, B, s, base.weight
-        return torch.addmm(base(x2), h, B.to(h.dtype).t(), alpha=s)
+        Bt, bias = B.to(h.dtype).t(), getattr(base, 'bias', None)
+        if LORA_ADD == 'copy': return torch.addmm(base(x2), h, Bt, alpha=s)
+        if LORA_ADD == 'inplace': return base(x2).addmm_(h, Bt, alpha=s)
+        # LoRA's term first (rank r: only a write of the output), then the base matmul adds its product to it in the
+        # epilogue, where reading the output hides under the matmul's compute; W dequantized as bitsandbytes does
+        out = torch.mm(h * s, Bt) if bias is None else torch.addmm(bias.to(h.dtype), h, Bt, alpha=s)
+        return out.addmm_(x2, _frozen_weight(base.weight, h.dtype).t())
 
     @staticmethod
     def backward(ctx, g):
@@ -158,8 +167,9 @@ class FusedLoRA(torch.autograd.Function):
         A, B = ctx.A.to(g.dtype), ctx.B.to(g.dtype)
         gB = g @ B
         dx = dh = dB = None
-        if ctx.needs_input_grad[0]:   # the base's input gradient, LoRA's added in the same matmul's epilogue
-            dx = (g @ _frozen_weight(ctx.w, g.dtype)).addmm_(gB, A, alpha=s)
+        if ctx.needs_input_grad[0]:   # the base's input gradient and LoRA's, summed in one matmul's epilogue
+            W = _frozen_weight(ctx.w, g.dtype)
+            dx = (g @ W).addmm_(gB, A, alpha=s) if LORA_ADD != 'epilogue' else ((gB * s) @ A).addmm_(g, W)
         if ctx.needs_input_grad[1]: dh = gB * s
         if ctx.needs_input_grad[3]: dB = (g.t() @ h).mul_(s).to(ctx.B.dtype)
         return dx, dh, None, dB, None, None

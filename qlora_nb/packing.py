@@ -18,9 +18,9 @@ from .settings import VARLEN
 
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'NOISE_FLOOR', 'SAFE_ATTENTION', 'REPEAT_KV', 'trl_packed_inputs', 'packing_gaps', 'PackingCheck',
-           'measure_packing', 'check_packing', 'varlen_available', 'segments', 'varlen_attention', 'varlen_mask',
-           'register_varlen']
+__all__ = ['LAYOUTS', 'SAFE_ATTENTION', 'REPEAT_KV', 'DENSE_CUDNN', 'trl_packed_inputs', 'packing_gaps', 'PackingCheck',
+           'rounding_eps', 'measure_packing', 'check_packing', 'varlen_available', 'segments', 'varlen_attention',
+           'varlen_mask', 'register_varlen']
 
 # %% ../nbs/35_packing.ipynb #40ef4590
 LAYOUTS = ('padding_free', 'naive', 'kv_cache') # how a pack reaches the model: trl's, plain concatenation, trl's + a KV cache
@@ -35,11 +35,8 @@ def trl_packed_inputs(seqs:list[list[int]], # token ids of the examples of one p
                position_ids=torch.cat([torch.arange(n) for n in lens.tolist()])[None])
     return dict({k: v.to(device) for k, v in out.items()}, max_length_q=int(lens.max()), max_length_k=int(lens.max()))
 
-def packing_gaps(model, # a causal LM
-                 seqs:list[list[int]], # token ids of the examples to pack together
-                 layout:str='padding_free', # one of `LAYOUTS`
-                ) -> list[float]:
-    "Per example: the largest |logit| difference between the example alone and the same example inside one pack"
+def _pack_logits(model, seqs:list[list[int]], layout:str) -> tuple[list, list]:
+    "Each example's float logits alone, and inside one pack fed as `layout`"
     if layout not in LAYOUTS: raise QloraError(f"Unknown packing layout `{layout}`; use one of {', '.join(LAYOUTS)}.")
     dev = model.get_input_embeddings().weight.device  # where the inputs go (the first parameter may live elsewhere)
     was_training = model.training; model.eval()
@@ -50,7 +47,16 @@ def packing_gaps(model, # a causal LM
             if layout == 'naive': inputs = dict(input_ids=inputs['input_ids'])   # positions run on, one causal mask
             packed = model(**inputs, use_cache=layout == 'kv_cache').logits[0].float()
     finally: model.train(was_training)
-    return [(a - c).abs().max().item() for a,c in zip(alone, packed.split([len(s) for s in seqs]))]
+    return alone, list(packed.split([len(s) for s in seqs]))
+
+def _gaps(alone:list, packed:list) -> list[float]: return [(a - c).abs().max().item() for a, c in zip(alone, packed)]
+
+def packing_gaps(model, # a causal LM
+                 seqs:list[list[int]], # token ids of the examples to pack together
+                 layout:str='padding_free', # one of `LAYOUTS`
+                ) -> list[float]:
+    "Per example: the largest |logit| difference between the example alone and the same example inside one pack"
+    return _gaps(*_pack_logits(model, seqs, layout))
 
 
 # %% ../nbs/35_packing.ipynb #c4ed277c
@@ -59,7 +65,7 @@ class PackingCheck:
     "One measurement of packing isolation: the packed gap beside the noise floor and a leakage reference (max |logit| differences)"
     attn:str       # the model's attention implementation
     layout:str     # how the pack was fed (`LAYOUTS`)
-    noise:float    # gap of each pack's first example, which causal attention cannot contaminate: kernel noise
+    noise:float    # gap of each pack's first example, which causal attention cannot contaminate (kernel noise), or one rounding unit if larger
     packed:float   # largest gap of the later examples in `layout`
     leak:float     # the same for naive concatenation: what leakage looks like on this model
     @property
@@ -72,7 +78,11 @@ class PackingCheck:
         return (f"PackingCheck({self.attn}, {self.layout}: packed gap {self.packed:.3g} vs noise {self.noise:.3g} and leak "
                 f"{self.leak:.3g} -> {'isolated' if self.safe else 'LEAKS'}{'' if self.conclusive else ' (inconclusive)'})")
 
-NOISE_FLOOR = 1e-6 # |logit| differences below this count as float32 rounding even when the first example matches exactly
+def rounding_eps(model) -> float:
+    "Relative rounding of `model`'s forward: machine epsilon of the coarsest float dtype it computes in (parameters, 4-bit layers' compute dtype)"
+    dts = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    dts |= {m.compute_dtype for m in model.modules() if isinstance(getattr(m, 'compute_dtype', None), torch.dtype)}
+    return max((torch.finfo(d).eps for d in dts), default=torch.finfo(torch.float32).eps)
 
 def measure_packing(model, # a causal LM (4-bit, LoRA-wrapped or plain)
                     seqs:list[list[int]]|None=None, # examples to pack; default: three random probes
@@ -82,10 +92,14 @@ def measure_packing(model, # a causal LM (4-bit, LoRA-wrapped or plain)
     if seqs is None:
         g, n = torch.Generator().manual_seed(0), min(getattr(model.config, 'vocab_size', 100), 1000)
         seqs = [torch.randint(4, n, (k,), generator=g).tolist() for k in (24, 17, 20)]
-    naive = packing_gaps(model, seqs, 'naive')
-    this = naive if layout == 'naive' else packing_gaps(model, seqs, layout)
+    alone, naive = _pack_logits(model, seqs, 'naive')
+    naive = _gaps(alone, naive)
+    this = naive if layout == 'naive' else _gaps(alone, _pack_logits(model, seqs, layout)[1])
+    # the first example can match exactly while a later one, at other offsets in the kernels, differs by a rounding:
+    # the floor is never below one rounding unit of the largest logit in the forward's coarsest dtype
+    ulp = rounding_eps(model) * max(a.abs().max().item() for a in alone)
     attn = getattr(model.config, '_attn_implementation', None) or 'unknown'
-    return PackingCheck(attn, layout, noise=max(naive[0], this[0], NOISE_FLOOR), packed=max(this[1:]), leak=max(naive[1:]))
+    return PackingCheck(attn, layout, noise=max(naive[0], this[0], ulp), packed=max(this[1:]), leak=max(naive[1:]))
 
 
 # %% ../nbs/35_packing.ipynb #3368c34e
@@ -103,7 +117,7 @@ def check_packing(model, # the model about to be trained (4-bit, LoRA-wrapped or
     if c.safe: return True
     others = [a for a in SAFE_ATTENTION if a != c.attn]
     msg = (f"Packing is not safe with attn_implementation=`{c.attn}`: inside a pack an example's logits move by {c.packed:.3g}, "
-           f"{c.packed/c.noise:.0f}x the noise floor measured in the same call ({c.noise:.2g}, the pack's first example) and "
+           f"{c.packed/c.noise:.0f}x the noise floor measured in the same call ({c.noise:.2g}: the pack's first example, or one rounding unit of the logits) and "
            f"near naive concatenation ({c.leak:.3g}), so packed examples attend to each other. Set `data.packing = false`, "
            f"or `model.attn_implementation` to {' or '.join(repr(a) for a in others[:2])} ({others[1]!r} and later need a GPU).")
     if strict: raise QloraError(msg)
@@ -147,9 +161,20 @@ def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv,
     return torch.cat([F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (q, k, v)), is_causal=True, scale=scale,
                       enable_gqa=gqa).transpose(0, 1) for s, e in zip(b, b[1:])])
 
+DENSE_CUDNN = True # examples all of one length (full-length rows) as one dense causal sdpa call, cuDNN's kernel first
+
+def _dense_causal(q, k, v, n:int, L:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv, D) with N = n·L -> (N, H, D), causal in each block of L
+    B = torch.nn.attention.SDPBackend
+    kw = dict(set_priority=True) if 'set_priority' in inspect.signature(torch.nn.attention.sdpa_kernel).parameters else {}
+    split = lambda x: x.reshape(n, L, x.shape[1], x.shape[2]).transpose(1, 2)   # (n·L, h, D) -> (n, h, L, D)
+    with torch.nn.attention.sdpa_kernel([B.CUDNN_ATTENTION, B.FLASH_ATTENTION, B.EFFICIENT_ATTENTION, B.MATH], **kw):
+        o = F.scaled_dot_product_attention(split(q), split(k), split(v), is_causal=True, scale=scale,
+                                           enable_gqa=k.shape[1] != q.shape[1])
+    return o.transpose(1, 2).reshape(n * L, q.shape[1], q.shape[2])
+
 # %% ../nbs/35_packing.ipynb #e3a8c64a
 def varlen_attention(module, query, key, value, attention_mask, dropout:float=0.0, scaling=None, **kwargs):
-    "transformers attention function: trl's packed or unpadded batches through `varlen_attn`, anything else through sdpa"
+    "transformers attention function: trl's packed or unpadded batches through `varlen_attn` (equal lengths: dense causal sdpa), anything else through sdpa"
     B, H, T, D = query.shape
     if attention_mask is not None or key.shape[2] != T or dropout:   # padding, decoding with a cache, dropout: sdpa's job
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
@@ -161,7 +186,9 @@ def varlen_attention(module, query, key, value, attention_mask, dropout:float=0.
     dt = query.dtype   # peft's fp32 upcast can hand over float32; the flash kernel is 16-bit only (as under autocast)
     cast = torch.bfloat16 if query.is_cuda and dt not in (torch.float16, torch.bfloat16) else dt
     flat = lambda x: x.transpose(1, 2).reshape(B*T, x.shape[1], D).to(cast)   # (B, h, T, D) -> (B·T, h, D)
-    out = _varlen(flat(query), flat(key), flat(value), cu, mx, scaling)
+    q, k, v, n = flat(query), flat(key), flat(value), cu.shape[0] - 1
+    # n examples of at most mx tokens fill all B·T tokens only if each has exactly mx: known from shapes, no read-back
+    out = _dense_causal(q, k, v, n, mx, scaling) if DENSE_CUDNN and n * mx == B * T else _varlen(q, k, v, cu, mx, scaling)
     return out.to(dt).reshape(B, T, H, D), None
 
 # %% ../nbs/35_packing.ipynb #65decc0b

@@ -61,7 +61,10 @@ BASELINES = {
     '_repkv': ('qlora_nb.packing', 'REPEAT_KV', True),                             # K/V heads repeated before the varlen kernel
     # transformers' per-micro-batch NaN check, parameter walk and token read-back (before fewer_host_syncs)
     '_syncs': ('qlora_nb.train', 'fewer_host_syncs', lambda trainer: setattr(trainer.args, 'logging_nan_inf_filter', True)),
-    '_exitsync': ('qlora_nb.train', 'offload_without_host_sync', lambda trainer: False)}  # trl's offloading waits for the GPU at each micro-batch's end
+    '_exitsync': ('qlora_nb.train', 'offload_without_host_sync', lambda trainer: False),  # trl's offloading waits for the GPU at each micro-batch's end
+    '_fa2': ('qlora_nb.packing', 'DENSE_CUDNN', False),                           # equal-length examples through varlen's flash kernel too
+    '_inplace': ('qlora_nb.model', 'LORA_ADD', 'inplace'),                        # LoRA's matmul accumulates onto the base output
+    '_copy': ('qlora_nb.model', 'LORA_ADD', 'copy')}                              # torch.addmm(base(x), h, Bᵀ): a copy of the base output first
 
 def config(name:str) -> tuple|None:
     "`(data, overrides, base, baseline suffix or '')` of a configuration name, a baseline's being its configuration's; None if unknown"
