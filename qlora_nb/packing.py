@@ -6,7 +6,7 @@ Docs: https://qlora-nb.github.io/qlora_nb/packing.html.md"""
 
 # %% ../nbs/35_packing.ipynb #340043a6
 from __future__ import annotations
-import importlib.util, inspect, math, warnings
+import functools, importlib.util, inspect, math, warnings
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
@@ -35,19 +35,22 @@ def trl_packed_inputs(seqs:list[list[int]], # token ids of the examples of one p
                position_ids=torch.cat([torch.arange(n) for n in lens.tolist()])[None])
     return dict({k: v.to(device) for k, v in out.items()}, max_length_q=int(lens.max()), max_length_k=int(lens.max()))
 
-def _pack_logits(model, seqs:list[list[int]], layout:str) -> tuple[list, list]:
-    "Each example's float logits alone, and inside one pack fed as `layout`"
-    if layout not in LAYOUTS: raise QloraError(f"Unknown packing layout `{layout}`; use one of {', '.join(LAYOUTS)}.")
+def _pack_logits(model, seqs:list[list[int]], layouts:tuple) -> tuple[list, list]:
+    "Each example's float logits alone, and for each of `layouts` inside one pack fed that way"
+    for layout in layouts:
+        if layout not in LAYOUTS: raise QloraError(f"Unknown packing layout `{layout}`; use one of {', '.join(LAYOUTS)}.")
     dev = model.get_input_embeddings().weight.device  # where the inputs go (the first parameter may live elsewhere)
     was_training = model.training; model.eval()
     try:
         with torch.no_grad():
             alone = [model(torch.tensor([s], device=dev), use_cache=False).logits[0].float() for s in seqs]
-            inputs = trl_packed_inputs(seqs, dev)
-            if layout == 'naive': inputs = dict(input_ids=inputs['input_ids'])   # positions run on, one causal mask
-            packed = model(**inputs, use_cache=layout == 'kv_cache').logits[0].float()
+            packs = []
+            for layout in layouts:
+                inputs = trl_packed_inputs(seqs, dev)
+                if layout == 'naive': inputs = dict(input_ids=inputs['input_ids'])   # positions run on, one causal mask
+                packs.append(list(model(**inputs, use_cache=layout == 'kv_cache').logits[0].float().split([len(s) for s in seqs])))
     finally: model.train(was_training)
-    return alone, list(packed.split([len(s) for s in seqs]))
+    return alone, packs
 
 def _gaps(alone:list, packed:list) -> list[float]: return [(a - c).abs().max().item() for a, c in zip(alone, packed)]
 
@@ -56,7 +59,8 @@ def packing_gaps(model, # a causal LM
                  layout:str='padding_free', # one of `LAYOUTS`
                 ) -> list[float]:
     "Per example: the largest |logit| difference between the example alone and the same example inside one pack"
-    return _gaps(*_pack_logits(model, seqs, layout))
+    alone, (packed,) = _pack_logits(model, seqs, (layout,))
+    return _gaps(alone, packed)
 
 
 # %% ../nbs/35_packing.ipynb #c4ed277c
@@ -92,9 +96,8 @@ def measure_packing(model, # a causal LM (4-bit, LoRA-wrapped or plain)
     if seqs is None:
         g, n = torch.Generator().manual_seed(0), min(getattr(model.config, 'vocab_size', 100), 1000)
         seqs = [torch.randint(4, n, (k,), generator=g).tolist() for k in (24, 17, 20)]
-    alone, naive = _pack_logits(model, seqs, 'naive')
-    naive = _gaps(alone, naive)
-    this = naive if layout == 'naive' else _gaps(alone, _pack_logits(model, seqs, layout)[1])
+    alone, packs = _pack_logits(model, seqs, ('naive',) if layout == 'naive' else ('naive', layout))
+    naive, this = _gaps(alone, packs[0]), _gaps(alone, packs[-1])
     # the first example can match exactly while a later one, at other offsets in the kernels, differs by a rounding:
     # the floor is never below one rounding unit of the largest logit in the forward's coarsest dtype
     ulp = rounding_eps(model) * max(a.abs().max().item() for a in alone)
@@ -142,11 +145,14 @@ def segments(position_ids, # (B, T) or (1, T) positions; None = one example per 
 
 REPEAT_KV = False # True: repeat K/V heads for grouped-query attention before the kernel (torch < 2.13 only; the earlier path)
 
+@functools.cache
+def _params(fn) -> dict: return inspect.signature(fn).parameters   # looked up once, not in every layer's call
+
 def _varlen(q, k, v, cu, max_len:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv, D) -> (N, H, D), causal in each segment
     gqa = k.shape[1] != q.shape[1]
     if q.is_cuda:
         from torch.nn.attention.varlen import varlen_attn
-        params = inspect.signature(varlen_attn).parameters
+        params = _params(varlen_attn)
         kw = dict(window_size=(-1, 0)) if 'window_size' in params else dict(is_causal=True)  # torch 2.13 / 2.10-2.12
         if gqa and 'enable_gqa' in params: kw['enable_gqa'] = True
         # before torch 2.13 `varlen_attn` passes K/V straight to the flash kernel, which shares each K/V head among its
@@ -165,7 +171,7 @@ DENSE_CUDNN = True # examples all of one length (full-length rows) as one dense 
 
 def _dense_causal(q, k, v, n:int, L:int, scale): # (N, H, D), (N, Hkv, D), (N, Hkv, D) with N = n·L -> (N, H, D), causal in each block of L
     B = torch.nn.attention.SDPBackend
-    kw = dict(set_priority=True) if 'set_priority' in inspect.signature(torch.nn.attention.sdpa_kernel).parameters else {}
+    kw = dict(set_priority=True) if 'set_priority' in _params(torch.nn.attention.sdpa_kernel) else {}
     split = lambda x: x.reshape(n, L, x.shape[1], x.shape[2]).transpose(1, 2)   # (n·L, h, D) -> (n, h, L, D)
     with torch.nn.attention.sdpa_kernel([B.CUDNN_ATTENTION, B.FLASH_ATTENTION, B.EFFICIENT_ATTENTION, B.MATH], **kw):
         o = F.scaled_dot_product_attention(split(q), split(k), split(v), is_causal=True, scale=scale,

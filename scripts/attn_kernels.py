@@ -5,7 +5,7 @@ example at a time. Two layouts: `full` (4 examples of 2,048 tokens) and `real` (
 8,192 tokens, as `bench_gpu.py`'s real rows). Prints one JSON object per kernel and layout.
 
     python scripts/attn_kernels.py [--iters 30]"""
-import argparse, json, math, sys
+import argparse, json, sys
 from types import SimpleNamespace
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
